@@ -1,0 +1,1 @@
+//! Output formatting shared by the commands.

@@ -1,0 +1,113 @@
+//! The `berth` command line: docker-compatible commands and flags over the engine.
+
+mod containers;
+mod format;
+mod images;
+mod volumes;
+
+use clap::{Parser, Subcommand};
+
+use crate::paths::Paths;
+
+/// Docker's exit code for a failure of the tool itself (as opposed to the container).
+pub const EXIT_BERTH_ERROR: i32 = 125;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Build, run and share containers",
+    disable_help_subcommand = true
+)]
+struct Cli {
+    /// Persistent state: images, layers, containers, volumes
+    #[arg(long, global = true, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    root: std::path::PathBuf,
+    /// Runtime state that does not outlive a reboot
+    #[arg(long = "runroot", global = true, env = "BERTH_RUN", default_value = "/run/berth")]
+    run: std::path::PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create and run a new container from an image
+    Run(containers::RunArgs),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Run a command in a running container
+    Exec(containers::ExecArgs),
+    /// Stop running containers (STOPSIGNAL, then SIGKILL after a grace period)
+    Stop(containers::StopArgs),
+    /// Send a signal to running containers
+    Kill(containers::KillArgs),
+    /// Remove containers
+    Rm(containers::RmArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(containers::WaitArgs),
+    /// Show low-level information on containers or images, as JSON
+    Inspect(containers::InspectArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Create an image from a tarball of a root filesystem
+    Import(images::ImportArgs),
+    /// Save images to a tar archive (docker-archive or oci-archive)
+    Save(images::SaveArgs),
+    /// Load images from a tar archive
+    Load(images::LoadArgs),
+    /// Give an image another name
+    Tag(images::TagArgs),
+    /// Remove images
+    Rmi(images::RmiArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
+    /// Internal: the per-container monitor, started by `berth run -d`
+    #[command(name = "__monitor", hide = true)]
+    Monitor(containers::MonitorArgs),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_BERTH_ERROR } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let paths = Paths {
+        root: cli.root,
+        run: cli.run,
+    };
+    let result = match cli.command {
+        Command::Run(a) => containers::run(&paths, a),
+        Command::Ps(a) => containers::ps(&paths, a),
+        Command::Logs(a) => containers::logs(&paths, a),
+        Command::Exec(a) => containers::exec(&paths, a),
+        Command::Stop(a) => containers::stop(&paths, a),
+        Command::Kill(a) => containers::kill(&paths, a),
+        Command::Rm(a) => containers::rm(&paths, a),
+        Command::Wait(a) => containers::wait(&paths, a),
+        Command::Inspect(a) => containers::inspect(&paths, a),
+        Command::Images(a) => images::images(&paths, a),
+        Command::Import(a) => images::import(&paths, a),
+        Command::Save(a) => images::save(&paths, a),
+        Command::Load(a) => images::load(&paths, a),
+        Command::Tag(a) => images::tag(&paths, a),
+        Command::Rmi(a) => images::rmi(&paths, a),
+        Command::Volume(c) => volumes::run(&paths, c),
+        Command::Monitor(a) => containers::monitor(&paths, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            EXIT_BERTH_ERROR
+        }
+    }
+}

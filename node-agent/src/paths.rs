@@ -1,0 +1,55 @@
+//! Where berth keeps its state on this host.
+
+use std::path::{Path, PathBuf};
+
+/// The two roots of a berth installation: persistent state (`$BERTH_ROOT`, default
+/// `/var/lib/berth`) and runtime state that does not survive a reboot (`$BERTH_RUN`,
+/// default `/run/berth`). Tests and each e2e host use roots of their own.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from(default), PathBuf::from)
+        };
+        Self {
+            root: var("BERTH_ROOT", "/var/lib/berth"),
+            run: var("BERTH_RUN", "/run/berth"),
+        }
+    }
+
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    pub fn container(&self, id: &str) -> PathBuf {
+        self.containers().join(id)
+    }
+
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// Temporary files that must land on the same filesystem as the store (for rename).
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
