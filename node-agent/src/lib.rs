@@ -7,3 +7,4 @@ pub mod image;
 pub mod net;
 pub mod paths;
 pub mod runtime;
+pub mod volume;

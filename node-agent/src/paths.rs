@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub struct Paths {
     pub root: PathBuf,
     pub run: PathBuf,
+    /// The cgroup (relative to each hierarchy's root) under which containers get theirs.
+    pub cgroup_parent: String,
 }
 
 impl Paths {
@@ -21,6 +23,9 @@ impl Paths {
         Self {
             root: var("BERTH_ROOT", "/var/lib/berth"),
             run: var("BERTH_RUN", "/run/berth"),
+            cgroup_parent: var("BERTH_CGROUP_PARENT", "berth")
+                .to_string_lossy()
+                .into_owned(),
         }
     }
 

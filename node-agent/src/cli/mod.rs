@@ -21,11 +21,29 @@ pub const EXIT_BERTH_ERROR: i32 = 125;
 )]
 struct Cli {
     /// Persistent state: images, layers, containers, volumes
-    #[arg(long, global = true, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth"
+    )]
     root: std::path::PathBuf,
     /// Runtime state that does not outlive a reboot
-    #[arg(long = "runroot", global = true, env = "BERTH_RUN", default_value = "/run/berth")]
+    #[arg(
+        long = "runroot",
+        global = true,
+        env = "BERTH_RUN",
+        default_value = "/run/berth"
+    )]
     run: std::path::PathBuf,
+    /// The cgroup under which containers get theirs
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_CGROUP_PARENT",
+        default_value = "berth"
+    )]
+    cgroup_parent: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,7 +51,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create and run a new container from an image
-    Run(containers::RunArgs),
+    Run(Box<containers::RunArgs>),
     /// List containers
     Ps(containers::PsArgs),
     /// Fetch the logs of a container
@@ -83,9 +101,10 @@ pub fn main() -> i32 {
     let paths = Paths {
         root: cli.root,
         run: cli.run,
+        cgroup_parent: cli.cgroup_parent,
     };
     let result = match cli.command {
-        Command::Run(a) => containers::run(&paths, a),
+        Command::Run(a) => containers::run(&paths, *a),
         Command::Ps(a) => containers::ps(&paths, a),
         Command::Logs(a) => containers::logs(&paths, a),
         Command::Exec(a) => containers::exec(&paths, a),
@@ -109,5 +128,15 @@ pub fn main() -> i32 {
             eprintln!("berth: {e:#}");
             EXIT_BERTH_ERROR
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

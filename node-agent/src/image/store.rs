@@ -42,6 +42,11 @@ impl ImageStore {
         Err(Error::NotFound(name_or_id.to_string()))
     }
 
+    /// What `berth inspect` shows of an image.
+    pub fn inspect_json(&self, image: &Image) -> serde_json::Value {
+        serde_json::json!({ "Id": image.id })
+    }
+
     /// The image's layers unpacked on disk, lowest first, unpacking any not yet there.
     pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, Error> {
         Err(Error::NotFound(image.id.clone()))

@@ -1,5 +1,19 @@
 //! The container runtime: OCI runtime `Spec` in, an isolated running process out.
 
+pub mod cgroup;
+pub mod container;
+pub mod create;
+pub mod exec;
+pub mod init;
+pub mod lifecycle;
+pub mod logs;
+pub mod monitor;
+pub mod mounts;
+pub mod options;
+pub mod spec;
+pub mod sys;
+pub mod user;
+
 use crate::paths::Paths;
 
 /// A container's use of an image, as the image store needs to know before removing one.
@@ -11,6 +25,13 @@ pub struct ImageUse {
 }
 
 /// Which images the containers on this host were made from.
-pub fn images_in_use(_paths: &Paths) -> std::io::Result<Vec<ImageUse>> {
-    Ok(Vec::new())
+pub fn images_in_use(paths: &Paths) -> Result<Vec<ImageUse>, container::Error> {
+    Ok(container::list(paths)?
+        .into_iter()
+        .map(|c| ImageUse {
+            running: c.is_running(),
+            image_id: c.config.image_id.clone(),
+            container: c.config.name.clone(),
+        })
+        .collect())
 }

@@ -1,0 +1,364 @@
+//! `berth run`'s first half: from the image and the user's options to a container
+//! record on disk (its spec, root filesystem plan and files), ready for a monitor.
+
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use oci_spec::runtime::PosixRlimit;
+
+use super::cgroup::Hierarchy;
+use super::container::{self, Config, Container, LogOptions, MountRecord, RestartPolicy};
+use super::init::Rootfs;
+use super::options::{VolumeSource, VolumeSpec};
+use super::spec::{self, BindMount, Resources, RunConfig};
+use super::user;
+use crate::fsutil::{Lock, random_hex};
+use crate::image::{self, ImageStore};
+use crate::net::NetworkMode;
+use crate::paths::Paths;
+use crate::volume;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
+    #[error(transparent)]
+    User(#[from] user::Error),
+    #[error(transparent)]
+    Container(#[from] container::Error),
+    #[error(transparent)]
+    Volume(#[from] volume::Error),
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroup::Error),
+    #[error("the working directory \"{0}\" is invalid: it needs to be an absolute path")]
+    RelativeWorkdir(String),
+    #[error("conflicting options: --restart {0} and --rm (a removed container cannot restart)")]
+    RestartWithRm(String),
+    #[error("bind mount source {path}: {source}")]
+    BindSource {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("preparing container files in {path}: {source}")]
+    Files {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What `berth run` was asked for, parsed and validated by the command line.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub name: Option<String>,
+    pub image: String,
+    pub args: Vec<String>,
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub resources: Resources,
+    pub ulimits: Vec<PosixRlimit>,
+    pub network: Option<NetworkMode>,
+    pub volumes: Vec<VolumeSpec>,
+    pub restart: Option<RestartPolicy>,
+    pub auto_remove: bool,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u32>,
+    pub log: LogOptions,
+    pub interactive: bool,
+}
+
+/// Reads a file of the image's root filesystem from its unpacked layers (topmost
+/// first), honouring whiteouts and opaque directories. `None` when absent.
+pub fn read_image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
+    let rel = Path::new(rel.trim_start_matches('/'));
+    for layer in layers.iter().rev() {
+        // A whiteout of the file or of any directory above it hides everything below.
+        let mut p = layer.clone();
+        for part in rel.iter() {
+            p.push(part);
+            if fs::symlink_metadata(&p)
+                .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
+            {
+                return None;
+            }
+        }
+        let path = layer.join(rel);
+        if let Ok(content) = fs::read_to_string(&path) {
+            return Some(content);
+        }
+        let opaque = rel.parent().and_then(|d| xattr_opaque(&layer.join(d)));
+        if opaque == Some(true) {
+            return None;
+        }
+    }
+    None
+}
+
+use std::os::unix::fs::MetadataExt;
+
+fn xattr_opaque(dir: &Path) -> Option<bool> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut buf = [0u8; 4];
+    // SAFETY: `c` is a valid C string and `buf` a writable buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    Some(n == 1 && buf[0] == b'y')
+}
+
+fn host_file(path: &str, fallback: &str) -> String {
+    fs::read_to_string(path).unwrap_or_else(|_| fallback.to_string())
+}
+
+/// Creates the container: resolves the image, builds its spec and writes its record and
+/// files. On failure nothing is left behind.
+pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
+    let restart = opts.restart.unwrap_or(RestartPolicy::No);
+    if opts.auto_remove && restart != RestartPolicy::No {
+        return Err(Error::RestartWithRm(format!("{restart:?}").to_lowercase()));
+    }
+    let store = ImageStore::open(paths)?;
+    let image = store.resolve(&opts.image)?;
+    let layers = store.layer_dirs(&image)?;
+    let empty = Vec::new();
+    let icfg = image.config.config().as_ref();
+    let field = |f: Option<&Vec<String>>| f.cloned().unwrap_or_default();
+    let args = spec::command(
+        &field(icfg.and_then(|c| c.entrypoint().as_ref())),
+        &field(icfg.and_then(|c| c.cmd().as_ref())),
+        opts.entrypoint.as_deref(),
+        &opts.args,
+    )?;
+    let user_spec = opts
+        .user
+        .clone()
+        .or_else(|| icfg.and_then(|c| c.user().clone()))
+        .unwrap_or_default();
+    let passwd = read_image_file(&layers, "etc/passwd").unwrap_or_default();
+    let group = read_image_file(&layers, "etc/group").unwrap_or_default();
+    let exec_user = user::resolve(&user_spec, &passwd, &group)?;
+
+    let id = random_hex(32);
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| container::generate_name(&id));
+    container::validate_name(&name)?;
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    let env = spec::environment(
+        icfg.and_then(|c| c.env().as_ref()).unwrap_or(&empty),
+        &opts.env,
+        &hostname,
+        &exec_user.home,
+    );
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| icfg.and_then(|c| c.working_dir().clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(Error::RelativeWorkdir(cwd));
+    }
+    let capabilities = spec::capabilities(&opts.cap_add, &opts.cap_drop)?;
+    let network = opts.network.unwrap_or(NetworkMode::None);
+
+    let mut binds = Vec::new();
+    let mut mounts = Vec::new();
+    for v in &opts.volumes {
+        let (kind, vol_name, source) = match &v.source {
+            VolumeSource::Named(n) => (
+                "volume",
+                Some(n.clone()),
+                volume::create(paths, n)?.mountpoint,
+            ),
+            VolumeSource::Host(p) => {
+                // Docker creates a missing bind source directory for -v.
+                fs::create_dir_all(p).map_err(|source| Error::BindSource {
+                    path: p.clone(),
+                    source,
+                })?;
+                ("bind", None, p.clone())
+            }
+        };
+        binds.push(BindMount {
+            source: source.clone(),
+            destination: v.destination.clone(),
+            read_only: v.read_only,
+        });
+        mounts.push(MountRecord {
+            kind: kind.into(),
+            name: vol_name,
+            source,
+            destination: v.destination.clone(),
+            read_only: v.read_only,
+        });
+    }
+
+    let dir = paths.container(&id);
+    let cgroup2 = matches!(Hierarchy::detect()?, Hierarchy::V2 { .. });
+    let run = RunConfig {
+        hostname: hostname.clone(),
+        args,
+        env,
+        cwd,
+        user: exec_user,
+        capabilities,
+        read_only: opts.read_only,
+        terminal: false,
+        resources: opts.resources.clone(),
+        rlimits: opts.ulimits.clone(),
+        network,
+        binds,
+        etc_dir: dir.join("etc"),
+        cgroups_path: format!("{}/{id}", paths.cgroup_parent),
+        cgroup2,
+    };
+    let mut spec = spec::generate(&run)?;
+    spec.set_root(Some(
+        oci_spec::runtime::RootBuilder::default()
+            .path(dir.join("merged"))
+            .readonly(opts.read_only)
+            .build()
+            .map_err(spec::Error::from)?,
+    ));
+
+    let layers_dir = paths.layers();
+    let mut layer_names: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            l.strip_prefix(&layers_dir)
+                .map_or_else(|_| l.display().to_string(), |r| r.display().to_string())
+        })
+        .collect();
+    if layer_names.is_empty() {
+        // overlayfs needs a lower layer; an image without layers gets an empty one.
+        layer_names.push(dir.join("empty").display().to_string());
+    }
+    let config = Config {
+        id: id.clone(),
+        name,
+        created: SystemTime::now(),
+        image: opts.image.clone(),
+        image_id: image.id.clone(),
+        rootfs: Rootfs {
+            layers_dir,
+            layers: layer_names,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            merged: dir.join("merged"),
+        },
+        spec,
+        restart,
+        auto_remove: opts.auto_remove,
+        stop_signal: opts
+            .stop_signal
+            .clone()
+            .or_else(|| icfg.and_then(|c| c.stop_signal().clone()))
+            .unwrap_or_else(|| "SIGTERM".into()),
+        stop_timeout: opts.stop_timeout.unwrap_or(10),
+        log: opts.log,
+        network,
+        mounts,
+        interactive: opts.interactive,
+    };
+
+    let _lock =
+        Lock::exclusive(&paths.containers().join(".lock")).map_err(|source| Error::Files {
+            path: paths.containers(),
+            source,
+        })?;
+    let container = container::create(paths, &config)?;
+    if let Err(e) = write_files(&container, &hostname, network) {
+        let _ = fs::remove_dir_all(&container.dir);
+        return Err(e);
+    }
+    Ok(container)
+}
+
+fn write_files(c: &Container, hostname: &str, network: NetworkMode) -> Result<(), Error> {
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Files { path, source }
+    };
+    for d in ["upper", "work", "merged", "etc"] {
+        let p = c.dir.join(d);
+        fs::create_dir_all(&p).map_err(err(&p))?;
+    }
+    if c.config
+        .rootfs
+        .layers
+        .first()
+        .is_some_and(|l| l.starts_with('/'))
+    {
+        let p = c.dir.join("empty");
+        fs::create_dir_all(&p).map_err(err(&p))?;
+    }
+    let hosts = match network {
+        NetworkMode::Host => host_file("/etc/hosts", "127.0.0.1\tlocalhost\n"),
+        NetworkMode::None => {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
+        }
+    };
+    let etc = c.dir.join("etc");
+    for (file, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", host_file("/etc/resolv.conf", "")),
+    ] {
+        let p = etc.join(file);
+        fs::write(&p, content).map_err(err(&p))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::stat::{Mode, SFlag, mknod};
+
+    #[test]
+    fn image_files_come_from_the_topmost_layer_and_respect_whiteouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let l1 = dir.path().join("l1");
+        let l2 = dir.path().join("l2");
+        fs::create_dir_all(l1.join("etc")).unwrap();
+        fs::create_dir_all(l2.join("etc")).unwrap();
+        fs::write(l1.join("etc/passwd"), "old").unwrap();
+        fs::write(l1.join("etc/group"), "g").unwrap();
+        fs::write(l2.join("etc/passwd"), "new").unwrap();
+        let layers = vec![l1.clone(), l2.clone()];
+        assert_eq!(
+            read_image_file(&layers, "etc/passwd").as_deref(),
+            Some("new")
+        );
+        assert_eq!(read_image_file(&layers, "/etc/group").as_deref(), Some("g"));
+        assert_eq!(read_image_file(&layers, "etc/shadow"), None);
+        // A whiteout in the top layer hides the lower file.
+        mknod(
+            &l2.join("etc/group"),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(read_image_file(&layers, "etc/group"), None);
+    }
+}

@@ -1,0 +1,445 @@
+//! The per-container monitor (like podman's conmon): starts the container's process,
+//! logs its output, records its exit, applies the restart policy and `--rm`. For
+//! `berth run -d` it is a small process of its own; for a foreground `berth run` the CLI
+//! process plays the monitor and also copies output to its terminal. It is
+//! single-threaded by design: it `clone`s the container's first process.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, pipe2};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::cgroup::{Cgroup, Hierarchy};
+use super::container::{Container, ProcessRef, RestartPolicy, Status};
+use super::init::{self, InitArgs, StartError};
+use super::logs::{LogWriter, Stream};
+use crate::paths::Paths;
+
+/// Where the monitor's output goes besides the log.
+pub enum Attach {
+    /// `berth run -d`: once the container has started (or failed to), one line is
+    /// written to `ready` (`ok`, or the error), then the monitor runs on its own.
+    Detached { ready: File },
+    /// Foreground `berth run`: output is copied to this process's stdout and stderr,
+    /// signals are forwarded to the container, stdin is passed through with `-i`.
+    Foreground,
+}
+
+/// Signals the monitor takes through its signalfd.
+const HANDLED: [Signal; 9] = [
+    Signal::SIGCHLD,
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+struct Running {
+    pid: Pid,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Runs the container until it is done (including restarts) and returns its last exit
+/// code, or the start failure's code.
+pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
+    let mut mask = SigSet::empty();
+    for s in HANDLED {
+        mask.add(s);
+    }
+    let signals = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
+    let mut ready = match attach {
+        Attach::Detached { ready } => Some(ready),
+        Attach::Foreground => None,
+    };
+    let foreground = ready.is_none();
+    let cgroup = Hierarchy::detect().map(|h| Cgroup::new(h, &cgroups_path(&c)));
+    let (signals, cgroup) = match (signals, cgroup) {
+        (Ok(s), Ok(cg)) => (s, cg),
+        (Err(e), _) => {
+            return finish_failed(
+                paths,
+                &mut c,
+                &mut ready,
+                StartError {
+                    code: 125,
+                    message: format!("signalfd: {e}"),
+                },
+            );
+        }
+        (_, Err(e)) => {
+            return finish_failed(
+                paths,
+                &mut c,
+                &mut ready,
+                StartError {
+                    code: 125,
+                    message: e.to_string(),
+                },
+            );
+        }
+    };
+    c.state.monitor = ProcessRef::of(nix::unistd::getpid());
+    let mut log = match LogWriter::open(&c.log_path(), c.config.log) {
+        Ok(l) => l,
+        Err(e) => {
+            let err = StartError {
+                code: 125,
+                message: format!("opening {}: {e}", c.log_path().display()),
+            };
+            return finish_failed(paths, &mut c, &mut ready, err);
+        }
+    };
+
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let running = match start(&c, &cgroup, foreground && c.config.interactive) {
+            Ok(r) => r,
+            Err(e) => return finish_failed(paths, &mut c, &mut ready, e),
+        };
+        let started = Instant::now();
+        c.state.status = Status::Running;
+        c.state.process = ProcessRef::of(running.pid);
+        c.state.started_at = Some(SystemTime::now());
+        c.state.error = None;
+        let _ = c.save_state();
+        if let Some(r) = ready.take() {
+            report(r, b"ok");
+            // Nobody reads the monitor's stdout any more.
+            if let Ok(null) = File::options().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(null.as_fd());
+            }
+        }
+
+        let code = supervise(&running, &signals, &mut log, foreground);
+        let _ = log.flush();
+        c.state.oom_killed = cgroup.oom_killed();
+        let _ = cgroup.remove();
+        c.state.exit_code = Some(code);
+        c.state.finished_at = Some(SystemTime::now());
+        c.state.process = None;
+
+        let stop_requested = c.stop_marker().exists();
+        if !stop_requested && should_restart(c.config.restart, code, c.state.restart_count) {
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            c.state.status = Status::Restarting;
+            let _ = c.save_state();
+            // Sleep through the backoff, unless asked to stop (SIGTERM from `berth stop`).
+            if wait_or_stop(&signals, backoff, &c) {
+                c.state.restart_count += 1;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
+            }
+        }
+        c.state.status = Status::Exited;
+        let _ = c.save_state();
+        if c.config.auto_remove {
+            let _ = super::lifecycle::remove_files(paths, &c);
+        }
+        return code;
+    }
+}
+
+fn cgroups_path(c: &Container) -> String {
+    c.config
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Docker's rules: `on-failure[:N]` restarts on a non-zero exit, at most N times when
+/// N > 0; `always` and `unless-stopped` restart whatever the code.
+pub fn should_restart(policy: RestartPolicy, code: i32, restarts_so_far: u32) -> bool {
+    match policy {
+        RestartPolicy::No => false,
+        RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        RestartPolicy::OnFailure { max_retries } => {
+            code != 0 && (max_retries == 0 || restarts_so_far < max_retries)
+        }
+    }
+}
+
+fn report(mut ready: File, message: &[u8]) {
+    let _ = ready.write_all(message);
+}
+
+/// Records a failure to start; the container is left exited with the error.
+fn finish_failed(
+    paths: &Paths,
+    c: &mut Container,
+    ready: &mut Option<File>,
+    err: StartError,
+) -> i32 {
+    c.state.status = Status::Exited;
+    c.state.exit_code = Some(err.code);
+    c.state.error = Some(err.message.clone());
+    c.state.process = None;
+    c.state.finished_at = Some(SystemTime::now());
+    let _ = c.save_state();
+    match ready.take() {
+        Some(r) => report(r, &[b"err ".as_slice(), &err.encode()].concat()),
+        None => eprintln!("berth: {}", err.message),
+    }
+    if c.config.auto_remove {
+        let _ = super::lifecycle::remove_files(paths, c);
+    }
+    err.code
+}
+
+fn clone_flags(c: &Container) -> CloneFlags {
+    let mut flags = CloneFlags::empty();
+    let namespaces = c
+        .config
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    for ns in namespaces {
+        flags |= match ns.typ() {
+            LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+            // The cgroup namespace is made by the child once it is in its cgroup.
+            _ => CloneFlags::empty(),
+        };
+    }
+    flags
+}
+
+fn setup_err(what: &str, e: impl std::fmt::Display) -> StartError {
+    StartError {
+        code: init::EXIT_SETUP_FAILED,
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// Creates the cgroup, clones the container's first process and waits until it has
+/// exec'd its program (or failed to).
+fn start(c: &Container, cgroup: &Cgroup, pass_stdin: bool) -> Result<Running, StartError> {
+    let resources = c
+        .config
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    cgroup
+        .create(resources)
+        .map_err(|e| setup_err("creating the cgroup", e))?;
+    let result = spawn(c, cgroup, pass_stdin);
+    if result.is_err() {
+        let _ = cgroup.remove();
+    }
+    result
+}
+
+fn spawn(c: &Container, cgroup: &Cgroup, pass_stdin: bool) -> Result<Running, StartError> {
+    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err("pipe", e));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    let (errors_r, errors_w) = pipe()?;
+    let null = File::open("/dev/null").map_err(|e| setup_err("/dev/null", e))?;
+    let stdin: RawFd = if pass_stdin { 0 } else { null.as_raw_fd() };
+
+    // SAFETY: the monitor is single-threaded (see the module docs), so the child may run
+    // ordinary Rust code until it execs.
+    match unsafe { super::sys::clone_fork(clone_flags(c)) }.map_err(|e| setup_err("clone", e))? {
+        None => {
+            drop((out_r, err_r, go_w, errors_r));
+            init::container_init(InitArgs {
+                spec: &c.config.spec,
+                rootfs: &c.config.rootfs,
+                stdio: [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()],
+                go: go_r,
+                errors: errors_w,
+            })
+        }
+        Some(pid) => {
+            drop((out_w, err_w, go_r, errors_w, null));
+            let abort = |e: StartError| {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                e
+            };
+            cgroup
+                .add(pid)
+                .map_err(|e| abort(setup_err("joining the cgroup", e)))?;
+            File::from(go_w)
+                .write_all(b"g")
+                .map_err(|e| abort(setup_err("starting the container", e)))?;
+            let mut report = Vec::new();
+            let _ = File::from(errors_r).read_to_end(&mut report);
+            if !report.is_empty() {
+                let _ = waitpid(pid, None);
+                return Err(StartError::decode(&report));
+            }
+            Ok(Running {
+                pid,
+                stdout: out_r,
+                stderr: err_r,
+            })
+        }
+    }
+}
+
+fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+/// Copies output to the log (and the terminal) until the process exits and its output
+/// ends; forwards signals in the foreground. Returns the exit code.
+fn supervise(r: &Running, signals: &SignalFd, log: &mut LogWriter, foreground: bool) -> i32 {
+    let mut open = [Some(r.stdout.as_fd()), Some(r.stderr.as_fd())];
+    let mut code = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if code.is_some() && open.iter().all(Option::is_none) {
+            break;
+        }
+        // Once the process has exited, its output ends as soon as the kernel has torn
+        // down the PID namespace; don't wait forever on a descriptor someone leaked.
+        let timeout = match drain_deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::NONE)
+            }
+            None => PollTimeout::NONE,
+        };
+        let mut fds: Vec<PollFd> = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let streams: Vec<(usize, BorrowedFd)> = open
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.map(|f| (i, f)))
+            .collect();
+        fds.extend(
+            streams
+                .iter()
+                .map(|(_, f)| PollFd::new(*f, PollFlags::POLLIN)),
+        );
+        match poll(&mut fds, timeout) {
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        let revents: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        for (k, (i, fd)) in streams.iter().enumerate() {
+            if revents[k + 1].is_empty() {
+                continue;
+            }
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => open[*i] = None,
+                Ok(n) => {
+                    let stream = if *i == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    };
+                    let _ = log.write(stream, &buf[..n]);
+                    if foreground {
+                        // Unbuffered: partial lines (prompts) must show at once.
+                        // SAFETY: fds 1 and 2 stay open for the life of this process.
+                        let _ = nix::unistd::write(
+                            unsafe { BorrowedFd::borrow_raw(*i as RawFd + 1) },
+                            &buf[..n],
+                        );
+                    }
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => open[*i] = None,
+            }
+        }
+        if !revents[0].is_empty() {
+            while let Ok(Some(info)) = signals.read_signal() {
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
+                if sig == Signal::SIGCHLD {
+                    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                        if status == WaitStatus::StillAlive {
+                            break;
+                        }
+                        if status.pid() == Some(r.pid) {
+                            code = exit_code(status);
+                            drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                        }
+                    }
+                } else if foreground && code.is_none() {
+                    let _ = kill(r.pid, sig);
+                }
+            }
+        }
+    }
+    code.unwrap_or(255)
+}
+
+/// Waits `backoff` before a restart. Returns false if a stop was requested meanwhile.
+fn wait_or_stop(signals: &SignalFd, backoff: Duration, c: &Container) -> bool {
+    let deadline = Instant::now() + backoff;
+    loop {
+        if c.stop_marker().exists() {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::NONE);
+        if let Ok(n) = poll(&mut fds, ms)
+            && n > 0 {
+                while let Ok(Some(_)) = signals.read_signal() {}
+            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_rules() {
+        use RestartPolicy::*;
+        assert!(!should_restart(No, 1, 0));
+        assert!(should_restart(Always, 0, 100));
+        assert!(should_restart(UnlessStopped, 0, 0));
+        assert!(!should_restart(OnFailure { max_retries: 2 }, 0, 0));
+        assert!(should_restart(OnFailure { max_retries: 2 }, 1, 1));
+        assert!(!should_restart(OnFailure { max_retries: 2 }, 1, 2));
+        assert!(should_restart(OnFailure { max_retries: 0 }, 3, 50));
+    }
+}
