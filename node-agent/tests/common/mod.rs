@@ -1,0 +1,156 @@
+//! A berth installation of its own for each test: its own root, run directory and
+//! cgroup parent, a busybox base image, and a check that nothing was left behind.
+
+#![allow(dead_code)] // each test crate uses a different part of this module
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A tarball of a busybox root filesystem, made once per test binary by
+/// `scripts/busybox-rootfs.sh` (needs Debian's busybox-static).
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        assert!(nix::unistd::geteuid().is_root(), "these tests run real containers and must run as root");
+        let dir = std::env::temp_dir().join(format!("berth-test-rootfs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("busybox-rootfs.tar");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
+        let out = Command::new(script).arg(&tar).output().unwrap();
+        assert!(out.status.success(), "busybox-rootfs.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        tar
+    })
+}
+
+pub struct Env {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub run: PathBuf,
+    pub cgroup_parent: String,
+}
+
+/// The result of one berth command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    /// A fresh installation with `base:latest` imported from the busybox tarball.
+    pub fn new() -> Env {
+        let env = Env::empty();
+        env.ok(&["import", busybox_tar().to_str().unwrap(), "base:latest"]);
+        env
+    }
+
+    /// A fresh installation with no images.
+    pub fn empty() -> Env {
+        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().unwrap();
+        let root = dir.path().join("root");
+        let run = dir.path().join("run");
+        let cgroup_parent = format!("berth-test-{}", dir.path().file_name().unwrap().to_string_lossy().trim_start_matches("berth-test-"));
+        Env { root, run, cgroup_parent, _dir: dir }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BERTH);
+        c.args(args)
+            .env("BERTH_ROOT", &self.root)
+            .env("BERTH_RUN", &self.run)
+            .env("BERTH_CGROUP_PARENT", &self.cgroup_parent)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Run {
+        self.command(args).output().unwrap().into()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.berth(args);
+        assert_eq!(r.code, 0, "berth {args:?} failed: {}{}", r.stdout, r.stderr);
+        r.stdout
+    }
+
+    /// `berth inspect` of one object, parsed.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", name]);
+        let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].take()
+    }
+
+    /// Polls `check` until it holds or `timeout` passes.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join(&self.cgroup_parent))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    /// Everything berth made for containers is gone: no container directory, no mount
+    /// mentioning this installation, no cgroup below its parent, no process running
+    /// from it. Call at the end of a test, after removing its containers.
+    pub fn assert_clean(&self) {
+        let containers: Vec<_> = fs::read_dir(self.root.join("containers"))
+            .map(|d| d.flatten().map(|e| e.file_name()).filter(|n| n.len() == 64).collect())
+            .unwrap_or_default();
+        assert!(containers.is_empty(), "container directories left: {containers:?}");
+        let root = self.root.to_string_lossy().into_owned();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
+        assert!(leaked.is_empty(), "mounts left: {leaked:?}");
+        for dir in self.cgroup_dirs() {
+            let children: Vec<_> = fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()).collect();
+            assert!(children.is_empty(), "cgroups left under {}: {children:?}", dir.display());
+        }
+        let procs: Vec<String> = fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter_map(|e| fs::read(e.path().join("cmdline")).ok().map(|c| String::from_utf8_lossy(&c).replace('\0', " ")))
+            .filter(|c| c.contains(&root))
+            .collect();
+        assert!(procs.is_empty(), "processes left: {procs:?}");
+    }
+}
+
+impl Drop for Env {
+    /// Best effort, also when a test failed: kill and remove every container, then the
+    /// (empty) cgroup parents.
+    fn drop(&mut self) {
+        let ids = self.berth(&["ps", "-a", "-q", "--no-trunc"]).stdout;
+        for id in ids.lines() {
+            let _ = self.berth(&["rm", "-f", id]);
+        }
+        for dir in self.cgroup_dirs() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
