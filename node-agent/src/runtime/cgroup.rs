@@ -198,34 +198,36 @@ impl Cgroup {
     fn apply(&self, r: &LinuxResources) -> Result<(), Error> {
         let v2 = matches!(self.hierarchy, Hierarchy::V2 { .. });
         if let (Some(mem), Some(dir)) = (r.memory(), self.controller_dir("memory"))
-            && let Some(limit) = mem.limit() {
-                if v2 {
-                    write(&dir.join("memory.max"), &limit.to_string())?;
-                    if let Some(swap) = mem.swap().filter(|s| *s >= limit) {
-                        let file = dir.join("memory.swap.max");
-                        if file.exists() {
-                            write(&file, &(swap - limit).to_string())?;
-                        }
+            && let Some(limit) = mem.limit()
+        {
+            if v2 {
+                write(&dir.join("memory.max"), &limit.to_string())?;
+                if let Some(swap) = mem.swap().filter(|s| *s >= limit) {
+                    let file = dir.join("memory.swap.max");
+                    if file.exists() {
+                        write(&file, &(swap - limit).to_string())?;
                     }
-                } else {
-                    write(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
-                    if let Some(swap) = mem.swap() {
-                        let file = dir.join("memory.memsw.limit_in_bytes");
-                        if file.exists() {
-                            write(&file, &swap.to_string())?;
-                        }
+                }
+            } else {
+                write(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
+                if let Some(swap) = mem.swap() {
+                    let file = dir.join("memory.memsw.limit_in_bytes");
+                    if file.exists() {
+                        write(&file, &swap.to_string())?;
                     }
                 }
             }
+        }
         if let (Some(cpu), Some(dir)) = (r.cpu(), self.controller_dir("cpu"))
-            && let (Some(quota), Some(period)) = (cpu.quota(), cpu.period()) {
-                if v2 {
-                    write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
-                } else {
-                    write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
-                    write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                }
+            && let (Some(quota), Some(period)) = (cpu.quota(), cpu.period())
+        {
+            if v2 {
+                write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
+            } else {
+                write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
             }
+        }
         if let (Some(pids), Some(dir)) = (r.pids(), self.controller_dir("pids")) {
             write(&dir.join("pids.max"), &pids.limit().to_string())?;
         }

@@ -187,12 +187,13 @@ impl Follower {
         let mut out = Vec::new();
         self.drain(&mut out)?;
         if let Ok(meta) = fs::metadata(&self.path)
-            && (self.file.is_none() || meta.ino() != self.inode) {
-                self.file = Some(File::open(&self.path)?);
-                self.inode = meta.ino();
-                self.pending.clear();
-                self.drain(&mut out)?;
-            }
+            && (self.file.is_none() || meta.ino() != self.inode)
+        {
+            self.file = Some(File::open(&self.path)?);
+            self.inode = meta.ino();
+            self.pending.clear();
+            self.drain(&mut out)?;
+        }
         Ok(out)
     }
 

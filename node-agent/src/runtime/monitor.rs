@@ -421,9 +421,10 @@ fn wait_or_stop(signals: &SignalFd, backoff: Duration, c: &Container) -> bool {
         let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
             .unwrap_or(PollTimeout::NONE);
         if let Ok(n) = poll(&mut fds, ms)
-            && n > 0 {
-                while let Ok(Some(_)) = signals.read_signal() {}
-            }
+            && n > 0
+        {
+            while let Ok(Some(_)) = signals.read_signal() {}
+        }
     }
 }
 

@@ -16,13 +16,20 @@ pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        assert!(nix::unistd::geteuid().is_root(), "these tests run real containers and must run as root");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests run real containers and must run as root"
+        );
         let dir = std::env::temp_dir().join(format!("berth-test-rootfs-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let tar = dir.join("busybox-rootfs.tar");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
         let out = Command::new(script).arg(&tar).output().unwrap();
-        assert!(out.status.success(), "busybox-rootfs.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "busybox-rootfs.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         tar
     })
 }
@@ -61,11 +68,26 @@ impl Env {
 
     /// A fresh installation with no images.
     pub fn empty() -> Env {
-        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .unwrap();
         let root = dir.path().join("root");
         let run = dir.path().join("run");
-        let cgroup_parent = format!("berth-test-{}", dir.path().file_name().unwrap().to_string_lossy().trim_start_matches("berth-test-"));
-        Env { root, run, cgroup_parent, _dir: dir }
+        let cgroup_parent = format!(
+            "berth-test-{}",
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("berth-test-")
+        );
+        Env {
+            root,
+            run,
+            cgroup_parent,
+            _dir: dir,
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -119,22 +141,43 @@ impl Env {
     /// from it. Call at the end of a test, after removing its containers.
     pub fn assert_clean(&self) {
         let containers: Vec<_> = fs::read_dir(self.root.join("containers"))
-            .map(|d| d.flatten().map(|e| e.file_name()).filter(|n| n.len() == 64).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name())
+                    .filter(|n| n.len() == 64)
+                    .collect()
+            })
             .unwrap_or_default();
-        assert!(containers.is_empty(), "container directories left: {containers:?}");
+        assert!(
+            containers.is_empty(),
+            "container directories left: {containers:?}"
+        );
         let root = self.root.to_string_lossy().into_owned();
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
         assert!(leaked.is_empty(), "mounts left: {leaked:?}");
         for dir in self.cgroup_dirs() {
-            let children: Vec<_> = fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()).collect();
-            assert!(children.is_empty(), "cgroups left under {}: {children:?}", dir.display());
+            let children: Vec<_> = fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name())
+                .collect();
+            assert!(
+                children.is_empty(),
+                "cgroups left under {}: {children:?}",
+                dir.display()
+            );
         }
         let procs: Vec<String> = fs::read_dir("/proc")
             .unwrap()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-            .filter_map(|e| fs::read(e.path().join("cmdline")).ok().map(|c| String::from_utf8_lossy(&c).replace('\0', " ")))
+            .filter_map(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .ok()
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            })
             .filter(|c| c.contains(&root))
             .collect();
         assert!(procs.is_empty(), "processes left: {procs:?}");
