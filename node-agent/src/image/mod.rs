@@ -1,5 +1,11 @@
 //! Images: references, the OCI image-layout store, layers, and archive import/export.
 
+mod blob;
+mod error;
+mod index;
+mod layer;
+pub mod reference;
 pub mod store;
 
-pub use store::{Error, Image, ImageStore};
+pub use reference::Reference;
+pub use store::{Error, Image, ImageStore, Removal};
