@@ -21,10 +21,20 @@ pub const EXIT_BERTH_ERROR: i32 = 125;
 )]
 struct Cli {
     /// Persistent state: images, layers, containers, volumes
-    #[arg(long, global = true, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth"
+    )]
     root: std::path::PathBuf,
     /// Runtime state that does not outlive a reboot
-    #[arg(long = "runroot", global = true, env = "BERTH_RUN", default_value = "/run/berth")]
+    #[arg(
+        long = "runroot",
+        global = true,
+        env = "BERTH_RUN",
+        default_value = "/run/berth"
+    )]
     run: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use sha2::{Digest as _, Sha256};
 
 use super::Error;
@@ -67,6 +67,66 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// Which side of a [`copy`] failed.
+pub enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// `io::copy` that tells a failing source (a broken archive) from a failing sink (a
+/// full disk).
+pub fn copy(from: &mut impl Read, to: &mut impl Write) -> Result<u64, CopyError> {
+    let mut buf = vec![0; 128 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
+    }
+}
+
+/// A reader that copies what it reads into a writer. A failed write ends the reading
+/// and is kept, so that callers can tell a broken input from a failing output.
+pub struct Tee<R, W> {
+    reader: R,
+    writer: W,
+    write_error: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Tee<R, W> {
+    pub fn new(reader: R, writer: W) -> Self {
+        Tee {
+            reader,
+            writer,
+            write_error: None,
+        }
+    }
+
+    /// The reader and writer back, or the error writing hit.
+    pub fn finish(self) -> Result<(R, W), io::Error> {
+        match self.write_error {
+            Some(e) => Err(e),
+            None => Ok((self.reader, self.writer)),
+        }
+    }
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if let Err(e) = self.writer.write_all(&buf[..n]) {
+            self.write_error = Some(e);
+            return Err(io::Error::other("the copy could not be written"));
+        }
+        Ok(n)
+    }
+}
+
 /// How a stream is compressed, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -92,7 +152,10 @@ impl Compression {
             (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
             (b"BZh", "bzip2"),
         ];
-        if let Some((_, format)) = UNSUPPORTED.iter().find(|(magic, _)| head.starts_with(magic)) {
+        if let Some((_, format)) = UNSUPPORTED
+            .iter()
+            .find(|(magic, _)| head.starts_with(magic))
+        {
             return Err(Error::bad_input(
                 what,
                 format!(
@@ -113,7 +176,7 @@ impl Compression {
 /// `reader` decompressed according to its magic bytes (plain data passes through).
 pub fn decompressed<'a>(reader: impl Read + 'a, what: &str) -> Result<Box<dyn Read + 'a>, Error> {
     Ok(match Compression::sniff(reader, what)? {
-        (Compression::Gzip, r) => Box::new(GzDecoder::new(r)),
+        (Compression::Gzip, r) => Box::new(MultiGzDecoder::new(r)),
         (Compression::None, r) => Box::new(r),
     })
 }

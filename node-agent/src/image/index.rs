@@ -44,7 +44,10 @@ impl Index {
 
     /// The name a descriptor gives its image, if it has a valid one.
     pub fn name_of(descriptor: &Descriptor) -> Option<Reference> {
-        let name = descriptor.annotations().as_ref()?.get(ANNOTATION_IMAGE_NAME)?;
+        let name = descriptor
+            .annotations()
+            .as_ref()?
+            .get(ANNOTATION_IMAGE_NAME)?;
         Reference::parse(name).ok()
     }
 
@@ -94,7 +97,9 @@ impl Index {
     }
 
     pub fn contains(&self, digest: &str) -> bool {
-        self.descriptors().iter().any(|d| d.digest().as_ref() == digest)
+        self.descriptors()
+            .iter()
+            .any(|d| d.digest().as_ref() == digest)
     }
 
     fn update(&mut self, change: impl FnOnce(&mut Vec<Descriptor>)) {
@@ -159,9 +164,16 @@ mod tests {
         assert_eq!(summary(&index), s(&[("01", "")]));
         index.set_name(&manifest(1), &r("base"));
         index.set_name(&manifest(1), &r("base:v1"));
-        assert_eq!(summary(&index), s(&[("01", "base:latest"), ("01", "base:v1")]));
+        assert_eq!(
+            summary(&index),
+            s(&[("01", "base:latest"), ("01", "base:v1")])
+        );
         index.add_unnamed(&manifest(1));
-        assert_eq!(summary(&index).len(), 2, "a named image gets no unnamed descriptor");
+        assert_eq!(
+            summary(&index).len(),
+            2,
+            "a named image gets no unnamed descriptor"
+        );
     }
 
     #[test]
@@ -176,10 +188,7 @@ mod tests {
         assert_eq!(annotations[ANNOTATION_REF_NAME], "v2");
         let json: serde_json::Value = serde_json::from_slice(&index.to_json()).unwrap();
         assert_eq!(json["schemaVersion"], 2);
-        assert_eq!(
-            json["mediaType"],
-            "application/vnd.oci.image.index.v1+json"
-        );
+        assert_eq!(json["mediaType"], "application/vnd.oci.image.index.v1+json");
         let again = Index::parse(&index.to_json()).unwrap();
         assert_eq!(summary(&again), summary(&index));
     }

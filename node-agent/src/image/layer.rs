@@ -14,7 +14,7 @@
 //! xattrs in the archive are dropped: only whiteouts decide what overlayfs hides.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{PermissionsExt, lchown, symlink};
 use std::path::{Component, Path, PathBuf};
 
@@ -23,6 +23,7 @@ use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
 use super::Error;
+use super::blob::{self, CopyError};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
@@ -136,11 +137,17 @@ impl Unpacker<'_> {
                     return Err(self.unsafe_entry(raw, reason));
                 }
                 // The link shares the target's inode, and so its metadata.
-                return fs::hard_link(&source, &path).map_err(Error::io("creating hard link", path));
+                return fs::hard_link(&source, &path)
+                    .map_err(Error::io("creating hard link", path));
             }
             EntryType::Symlink => {
-                let target = entry.link_name().ok().flatten().filter(|t| !t.as_os_str().is_empty());
-                let target = target.ok_or_else(|| self.unsafe_entry(raw, "is a symlink to nothing"))?;
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .filter(|t| !t.as_os_str().is_empty());
+                let target =
+                    target.ok_or_else(|| self.unsafe_entry(raw, "is a symlink to nothing"))?;
                 symlink(&target, &path).map_err(Error::io("creating symlink", &path))?;
                 Kind::Symlink
             }
@@ -157,7 +164,10 @@ impl Unpacker<'_> {
             // Regular files, and as POSIX says, any type we do not know.
             _ => {
                 let mut file = File::create_new(&path).map_err(Error::io("creating", &path))?;
-                self.copy_data(entry, &mut file, &path)?;
+                blob::copy(entry, &mut file).map_err(|e| match e {
+                    CopyError::Read(e) => self.bad_tar(e),
+                    CopyError::Write(e) => Error::io("writing", &path)(e),
+                })?;
                 Kind::Other
             }
         };
@@ -165,26 +175,19 @@ impl Unpacker<'_> {
     }
 
     /// A hard link's target, relative to the root.
-    fn link_target<R: Read>(&self, entry: &tar::Entry<'_, R>, raw: &Path) -> Result<PathBuf, Error> {
+    fn link_target<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        raw: &Path,
+    ) -> Result<PathBuf, Error> {
         let target = entry.link_name().ok().flatten();
         let target = target.ok_or_else(|| self.unsafe_entry(raw, "is a hard link to nothing"))?;
         relative_path(&target).map_err(|reason| {
-            self.unsafe_entry(raw, format!("links to \"{}\", which {reason}", target.display()))
+            self.unsafe_entry(
+                raw,
+                format!("links to \"{}\", which {reason}", target.display()),
+            )
         })
-    }
-
-    /// Copies an entry's data, telling a broken archive from a failing disk.
-    fn copy_data(&self, from: &mut impl Read, to: &mut File, path: &Path) -> Result<(), Error> {
-        let mut buf = vec![0; 128 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.bad_tar(e)),
-            };
-            to.write_all(&buf[..n]).map_err(Error::io("writing", path))?;
-        }
     }
 
     /// Checks that the parents of `rel` are real directories under the root (creating the
@@ -198,11 +201,20 @@ impl Unpacker<'_> {
                 Ok(m) if m.is_dir() => {}
                 Ok(m) if m.file_type().is_symlink() => {
                     let through = path.strip_prefix(self.root).unwrap_or(&path);
-                    return Err(self.unsafe_entry(raw, format!("goes through the symlink \"{}\"", through.display())));
+                    return Err(self.unsafe_entry(
+                        raw,
+                        format!("goes through the symlink \"{}\"", through.display()),
+                    ));
                 }
                 Ok(_) => {
                     let through = path.strip_prefix(self.root).unwrap_or(&path);
-                    return Err(self.unsafe_entry(raw, format!("is under \"{}\", which is not a directory", through.display())));
+                    return Err(self.unsafe_entry(
+                        raw,
+                        format!(
+                            "is under \"{}\", which is not a directory",
+                            through.display()
+                        ),
+                    ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     fs::create_dir(&path).map_err(Error::io("creating directory", &path))?;
@@ -211,7 +223,10 @@ impl Unpacker<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     let missing = path.strip_prefix(self.root).unwrap_or(&path);
-                    let reason = format!("refers to \"{}\", which is not in the layer", missing.display());
+                    let reason = format!(
+                        "refers to \"{}\", which is not in the layer",
+                        missing.display()
+                    );
                     return Err(self.unsafe_entry(raw, reason));
                 }
                 Err(e) => return Err(Error::io("inspecting", &path)(e)),
@@ -223,7 +238,8 @@ impl Unpacker<'_> {
     /// Sets owner, then mode (a chown clears setuid bits), then xattrs (a chown clears
     /// `security.capability`), then times (anything else changes ctime only).
     fn apply(&self, path: &Path, meta: &Meta, kind: Kind) -> Result<(), Error> {
-        lchown(path, Some(meta.uid), Some(meta.gid)).map_err(Error::io("changing owner of", path))?;
+        lchown(path, Some(meta.uid), Some(meta.gid))
+            .map_err(Error::io("changing owner of", path))?;
         if kind != Kind::Symlink {
             fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
                 .map_err(Error::io("changing mode of", path))?;
@@ -267,12 +283,16 @@ impl Meta {
             let record = record?;
             let key = record.key().map_err(|_| invalid("PAX key is not UTF-8"))?;
             if key == "mtime" {
-                let value = record.value().map_err(|_| invalid("PAX mtime is not UTF-8"))?;
+                let value = record
+                    .value()
+                    .map_err(|_| invalid("PAX mtime is not UTF-8"))?;
                 meta.mtime = parse_pax_time(value).ok_or_else(|| invalid("invalid PAX mtime"))?;
-            } else if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                if !name.starts_with(OVERLAY_XATTR_PREFIX) {
-                    meta.xattrs.push((name.to_string(), record.value_bytes().to_vec()));
-                }
+            } else if let Some(name) = key
+                .strip_prefix(PAX_XATTR_PREFIX)
+                .filter(|name| !name.starts_with(OVERLAY_XATTR_PREFIX))
+            {
+                meta.xattrs
+                    .push((name.to_string(), record.value_bytes().to_vec()));
             }
         }
         Ok(meta)
@@ -333,7 +353,10 @@ fn remove_any(path: &Path) -> Result<(), Error> {
 /// Whether `rel` is under a top-level aufs metadata directory (`.wh..wh.plnk/...`).
 fn is_in_aufs_metadata(rel: &Path) -> bool {
     rel.components().next().is_some_and(|first| {
-        first.as_os_str().to_str().is_some_and(|f| f.starts_with(WHITEOUT_META_PREFIX))
+        first
+            .as_os_str()
+            .to_str()
+            .is_some_and(|f| f.starts_with(WHITEOUT_META_PREFIX))
     })
 }
 

@@ -160,13 +160,11 @@ fn parse(s: &str) -> Result<Reference, &'static str> {
     if domain.len() + 1 + path.len() > NAME_TOTAL_LENGTH_MAX {
         return Err("repository name must not be more than 255 characters");
     }
-    if let Some(tag) = tag {
-        if !valid_tag(tag) {
-            return Err(
-                "invalid tag: it must be 1 to 128 letters, digits, '_', '.' or '-', and not \
-                 start with '.' or '-'",
-            );
-        }
+    if tag.is_some_and(|tag| !valid_tag(tag)) {
+        return Err(
+            "invalid tag: it must be 1 to 128 letters, digits, '_', '.' or '-', and not start \
+             with '.' or '-'",
+        );
     }
     if let Some(digest) = digest {
         validate_digest(digest)?;
@@ -335,10 +333,19 @@ mod tests {
             ("busybox", "docker.io/library/busybox:latest".into()),
             ("busybox:1.36", "docker.io/library/busybox:1.36".into()),
             ("library/busybox", "docker.io/library/busybox:latest".into()),
-            ("docker.io/busybox", "docker.io/library/busybox:latest".into()),
-            ("index.docker.io/busybox", "docker.io/library/busybox:latest".into()),
+            (
+                "docker.io/busybox",
+                "docker.io/library/busybox:latest".into(),
+            ),
+            (
+                "index.docker.io/busybox",
+                "docker.io/library/busybox:latest".into(),
+            ),
             ("index.docker.io/me/app", "docker.io/me/app:latest".into()),
-            ("docker.io/library/busybox:latest", "docker.io/library/busybox:latest".into()),
+            (
+                "docker.io/library/busybox:latest",
+                "docker.io/library/busybox:latest".into(),
+            ),
             ("me/app", "docker.io/me/app:latest".into()),
             ("me/app/sub/deep:v2", "docker.io/me/app/sub/deep:v2".into()),
             ("localhost/foo", "localhost/foo:latest".into()),
@@ -347,7 +354,10 @@ mod tests {
             ("localhost:5000", "docker.io/library/localhost:5000".into()),
             ("localhost", "docker.io/library/localhost:latest".into()),
             ("example.com/foo", "example.com/foo:latest".into()),
-            ("example.com:8080/foo/bar", "example.com:8080/foo/bar:latest".into()),
+            (
+                "example.com:8080/foo/bar",
+                "example.com:8080/foo/bar:latest".into(),
+            ),
             ("Example.COM/foo", "Example.COM/foo:latest".into()),
             ("Registry/foo", "Registry/foo:latest".into()),
             ("my-registry/foo", "docker.io/my-registry/foo:latest".into()),
@@ -355,14 +365,26 @@ mod tests {
             ("[::1]:5000/foo:t", "[::1]:5000/foo:t".into()),
             ("[2001:db8::1]/foo", "[2001:db8::1]/foo:latest".into()),
             ("a.b-c.d/e", "a.b-c.d/e:latest".into()),
-            ("foo_bar.baz__qux-x--y", "docker.io/library/foo_bar.baz__qux-x--y:latest".into()),
+            (
+                "foo_bar.baz__qux-x--y",
+                "docker.io/library/foo_bar.baz__qux-x--y:latest".into(),
+            ),
             ("foo:_tag", "docker.io/library/foo:_tag".into()),
             ("foo:V1.0-rc_1", "docker.io/library/foo:V1.0-rc_1".into()),
             (&format!("foo@{d}"), format!("docker.io/library/foo@{d}")),
-            (&format!("foo:v1@{d}"), format!("docker.io/library/foo:v1@{d}")),
-            (&format!("localhost:5000/foo@{d}"), format!("localhost:5000/foo@{d}")),
+            (
+                &format!("foo:v1@{d}"),
+                format!("docker.io/library/foo:v1@{d}"),
+            ),
+            (
+                &format!("localhost:5000/foo@{d}"),
+                format!("localhost:5000/foo@{d}"),
+            ),
             // Partial hex is a name, only 64 hex digits are refused.
-            (&HEX[..12], format!("docker.io/library/{}:latest", &HEX[..12])),
+            (
+                &HEX[..12],
+                format!("docker.io/library/{}:latest", &HEX[..12]),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(&full(input), want, "parsing {input}");
@@ -376,7 +398,11 @@ mod tests {
             ("docker.io/library/busybox:1", "busybox:1", "busybox"),
             ("me/app:v1", "me/app:v1", "me/app"),
             ("docker.io/library/a/b", "library/a/b:latest", "library/a/b"),
-            ("localhost:5000/me/app:v1", "localhost:5000/me/app:v1", "localhost:5000/me/app"),
+            (
+                "localhost:5000/me/app:v1",
+                "localhost:5000/me/app:v1",
+                "localhost:5000/me/app",
+            ),
             ("localhost/app", "localhost/app:latest", "localhost/app"),
             ("quay.io/x/y:z", "quay.io/x/y:z", "quay.io/x/y"),
         ];
@@ -400,7 +426,10 @@ mod tests {
         assert_eq!(r.name(), "localhost:5000/a/b");
         assert_eq!(r.tag(), Some("t"));
         assert_eq!(r.with_tag("u").to_string(), "localhost:5000/a/b:u");
-        assert_eq!("busybox".parse::<Reference>().unwrap().tag(), Some("latest"));
+        assert_eq!(
+            "busybox".parse::<Reference>().unwrap().tag(),
+            Some("latest")
+        );
     }
 
     #[test]
@@ -446,9 +475,18 @@ mod tests {
             ("foo@sha256", "invalid digest"),
             ("foo@sha256:abc", "invalid digest"),
             ("foo@256:0123456789abcdef0123456789abcdef", "invalid digest"),
-            ("foo@md5:0123456789abcdef0123456789abcdef", "unsupported digest algorithm"),
-            ("foo@sha256:0123456789abcdef0123456789abcdef", "digest length"),
-            (&format!("foo@sha256:{}", HEX.to_uppercase()), "must be lowercase"),
+            (
+                "foo@md5:0123456789abcdef0123456789abcdef",
+                "unsupported digest algorithm",
+            ),
+            (
+                "foo@sha256:0123456789abcdef0123456789abcdef",
+                "digest length",
+            ),
+            (
+                &format!("foo@sha256:{}", HEX.to_uppercase()),
+                "must be lowercase",
+            ),
             (&format!("foo@sha256:{HEX}@sha256:{HEX}"), "invalid digest"),
         ];
         for (input, want) in cases {

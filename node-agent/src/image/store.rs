@@ -20,14 +20,16 @@ use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-use oci_spec::image::{Descriptor, DescriptorBuilder, ImageConfiguration, ImageManifest, MediaType};
+use oci_spec::image::{
+    Descriptor, DescriptorBuilder, ImageConfiguration, ImageManifest, MediaType,
+};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::blob::{self, Hashing, sha256_hex};
 use super::index::Index;
-use super::reference::{Reference, is_full_hex_id, is_lower_hex};
 use super::layer;
+use super::reference::{Reference, is_full_hex_id, is_lower_hex};
 use crate::fsutil::{self, Lock};
 use crate::paths::Paths;
 
@@ -36,7 +38,7 @@ pub use super::error::Error;
 /// The shortest id prefix `resolve` accepts, so that a typo does not pick a random image.
 pub const MIN_ID_PREFIX: usize = 3;
 
-const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+pub(crate) const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// One image in the store.
 #[derive(Clone, Debug)]
@@ -61,7 +63,10 @@ impl Image {
 
     /// The names, parsed (they were validated when written).
     pub fn references(&self) -> Vec<Reference> {
-        self.names.iter().filter_map(|n| Reference::parse(n).ok()).collect()
+        self.names
+            .iter()
+            .filter_map(|n| Reference::parse(n).ok())
+            .collect()
     }
 
     /// When the image was made, from its config.
@@ -72,6 +77,25 @@ impl Image {
     /// The layers' uncompressed digests, lowest first.
     pub fn diff_ids(&self) -> &[String] {
         self.config.rootfs().diff_ids()
+    }
+
+    /// Each layer's descriptor with its diff id, lowest first.
+    pub fn layers(&self) -> Result<Vec<(&Descriptor, &str)>, Error> {
+        let (layers, diff_ids) = (self.manifest.layers(), self.diff_ids());
+        if layers.len() != diff_ids.len() {
+            return Err(Error::corrupt(
+                format!("image {}", self.id),
+                format!(
+                    "the manifest lists {} layers but the config {}",
+                    layers.len(),
+                    diff_ids.len()
+                ),
+            ));
+        }
+        Ok(layers
+            .iter()
+            .zip(diff_ids.iter().map(String::as_str))
+            .collect())
     }
 }
 
@@ -131,31 +155,31 @@ impl ImageStore {
     /// by id (`sha256:<hex>` or `<hex>`) or by a unique id prefix of at least
     /// [`MIN_ID_PREFIX`] hex digits. A name wins over an id prefix that looks the same.
     pub fn resolve(&self, name_or_id: &str) -> Result<Image, Error> {
-        resolve_in(self.list()?, name_or_id).map(|(image, _)| image)
+        self.resolve_named(name_or_id).map(|(image, _)| image)
+    }
+
+    /// Like [`Self::resolve`], also returning the reference when `name_or_id` is a name
+    /// of the image rather than its id.
+    pub(crate) fn resolve_named(
+        &self,
+        name_or_id: &str,
+    ) -> Result<(Image, Option<Reference>), Error> {
+        resolve_in(self.list()?, name_or_id)
     }
 
     /// The image's layers unpacked on disk, lowest first, unpacking any not yet there.
     /// Safe to call concurrently for the same layers: each is unpacked into a temporary
     /// directory and renamed into place; a loser of the race discards its copy.
     pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, Error> {
-        let layers = image.manifest.layers();
-        let diff_ids = image.diff_ids();
-        if layers.len() != diff_ids.len() {
-            return Err(Error::corrupt(
-                format!("image {}", image.id),
-                format!(
-                    "the manifest lists {} layers but the config {}",
-                    layers.len(),
-                    diff_ids.len()
-                ),
-            ));
-        }
-        layers
-            .iter()
-            .zip(diff_ids)
+        image
+            .layers()?
+            .into_iter()
             .map(|(layer, diff_id)| {
                 let hex = sha256_hex(diff_id).ok_or_else(|| {
-                    Error::corrupt(format!("image {}", image.id), format!("invalid diff id {diff_id}"))
+                    Error::corrupt(
+                        format!("image {}", image.id),
+                        format!("invalid diff id {diff_id}"),
+                    )
                 })?;
                 let dir = self.paths.layers().join(hex);
                 if !dir.exists() {
@@ -260,8 +284,10 @@ impl ImageStore {
     }
 
     fn images_in_use(&self) -> Result<Vec<crate::runtime::ImageUse>, Error> {
-        crate::runtime::images_in_use(&self.paths)
-            .map_err(Error::io("listing the containers in", self.paths.containers()))
+        crate::runtime::images_in_use(&self.paths).map_err(Error::io(
+            "listing the containers in",
+            self.paths.containers(),
+        ))
     }
 
     /// Deletes the blobs no image in `index` references and the unpacked layers no image
@@ -274,7 +300,13 @@ impl ImageStore {
         for image in self.images_in(index)? {
             blobs.insert(image.manifest_digest.clone());
             blobs.insert(image.id.clone());
-            blobs.extend(image.manifest.layers().iter().map(|l| l.digest().to_string()));
+            blobs.extend(
+                image
+                    .manifest
+                    .layers()
+                    .iter()
+                    .map(|l| l.digest().to_string()),
+            );
             layers.extend(image.diff_ids().iter().cloned());
         }
         // Descriptors the store does not list as images (indexes written by other tools)
@@ -289,14 +321,21 @@ impl ImageStore {
             }
         }
         let keep_hex = |set: &BTreeSet<String>| -> BTreeSet<String> {
-            set.iter().filter_map(|d| sha256_hex(d)).map(str::to_string).collect()
+            set.iter()
+                .filter_map(|d| sha256_hex(d))
+                .map(str::to_string)
+                .collect()
         };
         self.remove_unlisted(&self.blobs_dir(), &keep_hex(&blobs))?;
         self.remove_unlisted(&self.paths.layers(), &keep_hex(&layers))
     }
 
     /// Adds the digests of everything `descriptor` reaches to `blobs`.
-    fn reachable(&self, descriptor: &Descriptor, blobs: &mut BTreeSet<String>) -> Result<(), Error> {
+    fn reachable(
+        &self,
+        descriptor: &Descriptor,
+        blobs: &mut BTreeSet<String>,
+    ) -> Result<(), Error> {
         let digest = descriptor.digest().to_string();
         if !blobs.insert(digest.clone()) {
             return Ok(());
@@ -328,7 +367,10 @@ impl ImageStore {
             }
             let path = entry.path();
             let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let doomed = self.paths.tmp().join(format!("gc-{name}-{}", fsutil::random_hex(4)));
+                let doomed = self
+                    .paths
+                    .tmp()
+                    .join(format!("gc-{name}-{}", fsutil::random_hex(4)));
                 fs::rename(&path, &doomed).and_then(|()| fs::remove_dir_all(&doomed))
             } else {
                 fs::remove_file(&path)
@@ -347,7 +389,9 @@ impl ImageStore {
         let digest = layer.digest().to_string();
         let path = self.blob_path(&digest)?;
         let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::corrupt(format!("layer {digest}"), "the blob is missing"),
+            io::ErrorKind::NotFound => {
+                Error::corrupt(format!("layer {digest}"), "the blob is missing")
+            }
             _ => Error::io("opening", &path)(e),
         })?;
         let tmp = self.staging_dir("layer-")?;
@@ -355,7 +399,10 @@ impl ImageStore {
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(Error::io("changing mode of", tmp.path()))?;
         let mut compressed = Hashing::new(BufReader::new(file));
-        let mut tar = Hashing::new(blob::decompressed(&mut compressed, &format!("layer {digest}"))?);
+        let mut tar = Hashing::new(blob::decompressed(
+            &mut compressed,
+            &format!("layer {digest}"),
+        )?);
         layer::unpack(&mut tar, tmp.path(), diff_id)?;
         // The digests cover the whole stream, including what follows the end of the tar.
         let drain_error = |e: io::Error| Error::bad_input(format!("layer {digest}"), e.to_string());
@@ -364,8 +411,18 @@ impl ImageStore {
         io::copy(&mut compressed, &mut io::sink()).map_err(drain_error)?;
         let (_, actual_digest, _) = compressed.finish();
         verify(&format!("layer {digest}"), &digest, &actual_digest)?;
-        verify(&format!("layer {digest} (uncompressed)"), diff_id, &actual_diff_id)?;
-        match renameat2(AT_FDCWD, tmp.path(), AT_FDCWD, dir, RenameFlags::RENAME_NOREPLACE) {
+        verify(
+            &format!("layer {digest} (uncompressed)"),
+            diff_id,
+            &actual_diff_id,
+        )?;
+        match renameat2(
+            AT_FDCWD,
+            tmp.path(),
+            AT_FDCWD,
+            dir,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
             Ok(()) => {
                 let _in_place = tmp.keep();
                 Ok(())
@@ -396,7 +453,11 @@ impl ImageStore {
     /// `index.json`, all under the store lock. An image whose config is already in the
     /// store under another manifest is not added twice: the existing one gets the names.
     /// Returns the committed images, in order.
-    pub(crate) fn commit(&self, staging: Staging, images: Vec<NewImage>) -> Result<Vec<Image>, Error> {
+    pub(crate) fn commit(
+        &self,
+        staging: Staging,
+        images: Vec<NewImage>,
+    ) -> Result<Vec<Image>, Error> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
         let existing: BTreeMap<String, Image> = self
@@ -433,7 +494,9 @@ impl ImageStore {
                     .iter()
                     .find(|i| &i.manifest_digest == digest)
                     .cloned()
-                    .ok_or_else(|| Error::corrupt(format!("manifest {digest}"), "vanished while committing"))
+                    .ok_or_else(|| {
+                        Error::corrupt(format!("manifest {digest}"), "vanished while committing")
+                    })
             })
             .collect()
     }
@@ -464,7 +527,8 @@ impl ImageStore {
         let manifest = self.read_manifest(manifest_digest)?;
         let id = manifest.config().digest().to_string();
         let config = self.read_config(&id)?;
-        let size = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+        let size =
+            manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
         Ok(Image {
             id,
             manifest_digest: manifest_digest.to_string(),
@@ -477,12 +541,14 @@ impl ImageStore {
 
     fn read_manifest(&self, digest: &str) -> Result<ImageManifest, Error> {
         let bytes = self.read_blob(digest)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(format!("manifest {digest}"), e.to_string()))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(format!("manifest {digest}"), e.to_string()))
     }
 
     pub(crate) fn read_config(&self, digest: &str) -> Result<ImageConfiguration, Error> {
         let bytes = self.read_blob(digest)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(format!("config {digest}"), e.to_string()))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(format!("config {digest}"), e.to_string()))
     }
 
     /// A small blob (manifest, config), checked against its digest.
@@ -492,25 +558,33 @@ impl ImageStore {
             io::ErrorKind::NotFound => Error::corrupt(format!("blob {digest}"), "it is missing"),
             _ => Error::io("reading", &path)(e),
         })?;
-        verify(&format!("blob {digest}"), digest, &blob::sha256(&bytes)).map_err(|e| {
-            Error::corrupt(format!("blob {digest}"), e.to_string())
-        })?;
+        verify(&format!("blob {digest}"), digest, &blob::sha256(&bytes))
+            .map_err(|e| Error::corrupt(format!("blob {digest}"), e.to_string()))?;
         Ok(bytes)
     }
 
     /// Where the blob `digest` lives (whether or not it is there).
     pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
         let hex = sha256_hex(digest).ok_or_else(|| {
-            Error::bad_input(format!("digest \"{digest}\""), "only sha256 digests are supported")
+            Error::bad_input(
+                format!("digest \"{digest}\""),
+                "only sha256 digests are supported",
+            )
         })?;
         Ok(self.blobs_dir().join(hex))
     }
 
     /// The descriptor `index.json` uses for `image`'s manifest.
-    fn manifest_descriptor(&self, image: &Image) -> Result<Descriptor, Error> {
+    pub(crate) fn manifest_descriptor(&self, image: &Image) -> Result<Descriptor, Error> {
         let path = self.blob_path(&image.manifest_digest)?;
-        let size = fs::metadata(&path).map_err(Error::io("inspecting", path))?.len();
-        let media_type = image.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+        let size = fs::metadata(&path)
+            .map_err(Error::io("inspecting", path))?
+            .len();
+        let media_type = image
+            .manifest
+            .media_type()
+            .clone()
+            .unwrap_or(MediaType::ImageManifest);
         descriptor(media_type, &image.manifest_digest, size)
     }
 
@@ -563,9 +637,16 @@ impl Write for BlobWriter {
 }
 
 impl Staging {
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// A new blob to write; hand it to [`Self::add`] when it is complete.
     pub fn writer(&self) -> Result<BlobWriter, Error> {
-        let path = self.dir.path().join(format!("blob-{}", fsutil::random_hex(8)));
+        let path = self
+            .dir
+            .path()
+            .join(format!("blob-{}", fsutil::random_hex(8)));
         let file = File::create_new(&path).map_err(Error::io("creating", &path))?;
         Ok(BlobWriter {
             path,
@@ -606,7 +687,10 @@ impl Staging {
             return Ok(());
         }
         let staged = self.path(digest).ok_or_else(|| {
-            Error::corrupt(format!("blob {digest}"), "it was never staged (a berth bug)")
+            Error::corrupt(
+                format!("blob {digest}"),
+                "it was never staged (a berth bug)",
+            )
         })?;
         File::open(staged)
             .and_then(|f| f.sync_all())
@@ -615,7 +699,11 @@ impl Staging {
     }
 }
 
-pub(crate) fn descriptor(media_type: MediaType, digest: &str, size: u64) -> Result<Descriptor, Error> {
+pub(crate) fn descriptor(
+    media_type: MediaType,
+    digest: &str,
+    size: u64,
+) -> Result<Descriptor, Error> {
     let parsed: oci_spec::image::Digest = digest
         .parse()
         .map_err(|e| Error::bad_input(format!("digest \"{digest}\""), format!("{e}")))?;
@@ -640,8 +728,7 @@ pub(crate) fn verify(what: &str, expected: &str, actual: &str) -> Result<(), Err
 }
 
 pub(crate) fn is_manifest(media_type: &MediaType) -> bool {
-    matches!(media_type, MediaType::ImageManifest)
-        || media_type.to_string() == DOCKER_MANIFEST
+    matches!(media_type, MediaType::ImageManifest) || media_type.to_string() == DOCKER_MANIFEST
 }
 
 pub(crate) fn is_index(media_type: &MediaType) -> bool {
@@ -661,16 +748,23 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 fn resolve_in(images: Vec<Image>, name_or_id: &str) -> Result<(Image, Option<Reference>), Error> {
     let not_found = || Error::NotFound(name_or_id.to_string());
     if let Some(hex) = name_or_id.strip_prefix("sha256:") {
-        return by_id_prefix(images, hex, name_or_id)?.map(|i| (i, None)).ok_or_else(not_found);
+        return by_id_prefix(images, hex, name_or_id)?
+            .map(|i| (i, None))
+            .ok_or_else(not_found);
     }
     if is_full_hex_id(name_or_id) {
-        return by_id_prefix(images, name_or_id, name_or_id)?.map(|i| (i, None)).ok_or_else(not_found);
+        return by_id_prefix(images, name_or_id, name_or_id)?
+            .map(|i| (i, None))
+            .ok_or_else(not_found);
     }
     let reference = Reference::parse(name_or_id)?;
     let by_name = images.iter().position(|image| match reference.digest() {
         Some(digest) => {
             image.manifest_digest == digest
-                && image.references().iter().any(|r| r.name() == reference.name())
+                && image
+                    .references()
+                    .iter()
+                    .any(|r| r.name() == reference.name())
         }
         None => image.names.contains(&reference.to_string()),
     });
@@ -679,7 +773,9 @@ fn resolve_in(images: Vec<Image>, name_or_id: &str) -> Result<(Image, Option<Ref
             let image = images.into_iter().nth(i).ok_or_else(not_found)?;
             Ok((image, Some(reference).filter(|r| r.digest().is_none())))
         }
-        None => by_id_prefix(images, name_or_id, name_or_id)?.map(|i| (i, None)).ok_or_else(not_found),
+        None => by_id_prefix(images, name_or_id, name_or_id)?
+            .map(|i| (i, None))
+            .ok_or_else(not_found),
     }
 }
 
@@ -689,7 +785,10 @@ fn by_id_prefix(images: Vec<Image>, hex: &str, input: &str) -> Result<Option<Ima
     }
     let mut matches: Vec<Image> = images
         .into_iter()
-        .filter(|i| i.id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(hex)))
+        .filter(|i| {
+            i.id.strip_prefix("sha256:")
+                .is_some_and(|h| h.starts_with(hex))
+        })
         .collect();
     if matches.len() > 1 {
         return Err(Error::AmbiguousId {
@@ -710,7 +809,8 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
     let split = s.len().checked_sub(6)?;
     let (local, offset) = (s.get(..split)?, s.get(split..)?);
     let (hours, minutes) = offset.get(1..)?.split_once(':')?;
-    let shift = Duration::from_secs(hours.parse::<u64>().ok()? * 3600 + minutes.parse::<u64>().ok()? * 60);
+    let shift =
+        Duration::from_secs(hours.parse::<u64>().ok()? * 3600 + minutes.parse::<u64>().ok()? * 60);
     let local = humantime::parse_rfc3339(&format!("{local}Z")).ok()?;
     match offset.as_bytes()[0] {
         b'+' => local.checked_sub(shift),
