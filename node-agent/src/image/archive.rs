@@ -120,7 +120,9 @@ impl ImageStore {
             }
             manifest.push(DockerManifest {
                 config,
-                repo_tags: Some(names.iter().map(Reference::familiar).collect()),
+                // Full names: Docker shows them short anyway, and Podman would otherwise
+                // read `base:latest` as `localhost/base:latest`.
+                repo_tags: Some(names.iter().map(Reference::to_string).collect()),
                 layers,
             });
         }
@@ -141,9 +143,7 @@ impl ImageStore {
         let digest = layer.digest().to_string();
         let what = format!("layer {digest}");
         let open = || -> Result<Box<dyn Read>, Error> {
-            let blob = self.blob_path(&digest)?;
-            let file = File::open(&blob).map_err(Error::io("opening", blob))?;
-            blob::decompressed(BufReader::new(file), &what)
+            blob::decompressed(BufReader::new(self.open_blob(&digest)?), &what)
         };
         let mut measured = Hashing::new(open()?);
         io::copy(&mut measured, &mut io::sink())

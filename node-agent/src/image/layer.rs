@@ -373,3 +373,338 @@ pub(crate) fn relative_path(raw: &Path) -> Result<PathBuf, &'static str> {
     }
     Ok(rel)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    /// Builds layer tars entry by entry, with names written raw so that hostile ones
+    /// (`../x`, `/abs`) can be made.
+    struct Layer(tar::Builder<Vec<u8>>);
+
+    impl Layer {
+        fn new() -> Self {
+            Layer(tar::Builder::new(Vec::new()))
+        }
+
+        fn entry(
+            &mut self,
+            kind: EntryType,
+            path: &str,
+            data: &[u8],
+            edit: impl FnOnce(&mut tar::Header),
+        ) -> &mut Self {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            header.set_mtime(1_600_000_000);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            edit(&mut header);
+            header.set_cksum();
+            self.0.append(&header, data).unwrap();
+            self
+        }
+
+        fn dir(&mut self, path: &str) -> &mut Self {
+            self.entry(EntryType::Directory, path, b"", |_| {})
+        }
+
+        fn file(&mut self, path: &str, data: &[u8]) -> &mut Self {
+            self.entry(EntryType::Regular, path, data, |_| {})
+        }
+
+        fn link(&mut self, kind: EntryType, path: &str, target: &str) -> &mut Self {
+            self.entry(kind, path, b"", |h| {
+                h.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes())
+            })
+        }
+
+        /// A PAX extended header applying to the next entry.
+        fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+            let mut data = Vec::new();
+            for (key, value) in records {
+                let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
+                let mut len = body_len + body_len.to_string().len();
+                if len.to_string().len() != body_len.to_string().len() {
+                    len += 1;
+                }
+                data.extend_from_slice(format!("{len} {key}=").as_bytes());
+                data.extend_from_slice(value);
+                data.push(b'\n');
+            }
+            self.entry(EntryType::XHeader, "PaxHeader", &data.clone(), |_| {})
+        }
+
+        fn unpack(&mut self) -> (tempfile::TempDir, Result<(), Error>) {
+            let bytes = std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()))
+                .into_inner()
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let result = unpack(&bytes[..], dir.path(), "sha256:test");
+            (dir, result)
+        }
+    }
+
+    fn unpacked(layer: &mut Layer) -> tempfile::TempDir {
+        let (dir, result) = layer.unpack();
+        result.unwrap();
+        dir
+    }
+
+    fn refused(layer: &mut Layer, want: &str) {
+        let (_, result) = layer.unpack();
+        let err = result.expect_err("the layer should be refused");
+        assert!(err.to_string().contains(want), "{err} (wanted {want:?})");
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let dir = unpacked(
+            Layer::new()
+                .dir("etc/")
+                .entry(EntryType::Regular, "etc/.wh.passwd", b"", |h| {
+                    h.set_uid(7);
+                    h.set_gid(8);
+                })
+                .dir("var/")
+                .file("var/.wh..wh..opq", b"")
+                .file("var/new", b"kept")
+                .file("opt/deep/.wh..wh..opq", b"")
+                .file(".wh..wh.plnk/123", b"aufs")
+                .file(".wh.gone", b""),
+        );
+        let root = dir.path();
+        let whiteout = fs::symlink_metadata(root.join("etc/passwd")).unwrap();
+        assert!(whiteout.file_type().is_char_device());
+        assert_eq!(whiteout.rdev(), 0);
+        assert_eq!((whiteout.uid(), whiteout.gid()), (7, 8));
+        assert!(
+            fs::symlink_metadata(root.join("gone"))
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        assert!(!root.join("etc/.wh.passwd").exists());
+
+        let opaque = |p: &str| xattr::get(root.join(p), OVERLAY_OPAQUE_XATTR).unwrap();
+        assert_eq!(opaque("var").as_deref(), Some(&b"y"[..]));
+        assert_eq!(opaque("opt/deep").as_deref(), Some(&b"y"[..]));
+        assert_eq!(opaque("etc"), None);
+        assert_eq!(fs::read(root.join("var/new")).unwrap(), b"kept");
+        assert!(!root.join("var/.wh..wh..opq").exists());
+        assert!(
+            !root.join(".wh..wh.plnk").exists(),
+            "aufs metadata is dropped"
+        );
+    }
+
+    #[test]
+    fn a_whiteout_replaces_what_the_layer_itself_had() {
+        let dir = unpacked(Layer::new().file("a/f", b"x").file("a/.wh.f", b""));
+        assert!(
+            fs::symlink_metadata(dir.path().join("a/f"))
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
+
+    #[test]
+    fn preserves_every_kind_of_file_and_its_metadata() {
+        let dir = unpacked(
+            Layer::new()
+                .entry(EntryType::Directory, "./", b"", |h| h.set_mode(0o750))
+                .entry(EntryType::Directory, "tmp/", b"", |h| h.set_mode(0o1777))
+                .entry(EntryType::Regular, "bin/su", b"#!", |h| {
+                    h.set_mode(0o4755);
+                    h.set_uid(1000);
+                    h.set_gid(1001);
+                })
+                .link(EntryType::Link, "bin/su2", "bin/su")
+                .link(EntryType::Symlink, "bin/sh", "busybox")
+                .link(EntryType::Symlink, "abs", "/etc/passwd")
+                .entry(EntryType::Char, "dev/null", b"", |h| {
+                    h.set_device_major(1).unwrap();
+                    h.set_device_minor(3).unwrap();
+                    h.set_mode(0o666);
+                })
+                .entry(EntryType::Block, "dev/loop0", b"", |h| {
+                    h.set_device_major(7).unwrap();
+                    h.set_device_minor(0).unwrap();
+                })
+                .entry(EntryType::Fifo, "run/fifo", b"", |_| {})
+                .pax(&[
+                    ("SCHILY.xattr.user.origin", b"berth"),
+                    ("SCHILY.xattr.trusted.overlay.redirect", b"/elsewhere"),
+                    ("mtime", b"1500000000.25"),
+                ])
+                .file("data", b"payload")
+                .entry(EntryType::Directory, "old/", b"", |h| {
+                    h.set_mtime(1_000_000_000)
+                })
+                .file("old/child", b"later"),
+        );
+        let root = dir.path();
+        let meta = |p: &str| fs::symlink_metadata(root.join(p)).unwrap();
+
+        assert_eq!(meta("").mode() & 0o7777, 0o750);
+        assert_eq!(meta("tmp").mode() & 0o7777, 0o1777);
+        let su = meta("bin/su");
+        assert_eq!(su.mode() & 0o7777, 0o4755, "setuid survives the chown");
+        assert_eq!((su.uid(), su.gid()), (1000, 1001));
+        assert_eq!(su.mtime(), 1_600_000_000);
+        assert_eq!(meta("bin/su2").ino(), su.ino(), "hard link");
+        assert_eq!(
+            fs::read_link(root.join("bin/sh")).unwrap(),
+            Path::new("busybox")
+        );
+        assert_eq!(
+            fs::read_link(root.join("abs")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(
+            meta("bin/sh").mtime(),
+            1_600_000_000,
+            "symlink times are its own"
+        );
+        let null = meta("dev/null");
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), makedev(1, 3));
+        assert_eq!(null.mode() & 0o7777, 0o666);
+        assert!(meta("dev/loop0").file_type().is_block_device());
+        assert!(meta("run/fifo").file_type().is_fifo());
+        assert_eq!(
+            meta("dev").mode() & 0o7777,
+            0o755,
+            "implicit parents are 0755"
+        );
+
+        let data = meta("data");
+        assert_eq!(
+            (data.mtime(), data.mtime_nsec()),
+            (1_500_000_000, 250_000_000)
+        );
+        assert_eq!(
+            xattr::get(root.join("data"), "user.origin")
+                .unwrap()
+                .as_deref(),
+            Some(&b"berth"[..])
+        );
+        assert_eq!(
+            xattr::get(root.join("data"), "trusted.overlay.redirect").unwrap(),
+            None,
+            "overlay xattrs from the archive are dropped"
+        );
+        assert_eq!(meta("old").mtime(), 1_000_000_000, "set after its children");
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let dir = unpacked(
+            Layer::new()
+                .file("x", b"file")
+                .dir("x/")
+                .file("x/inner", b"")
+                .file("y/inner", b"")
+                .file("y", b"now a file")
+                .link(EntryType::Symlink, "z", "x")
+                .file("z", b"not through the link"),
+        );
+        let root = dir.path();
+        assert!(root.join("x").is_dir());
+        assert_eq!(fs::read(root.join("y")).unwrap(), b"now a file");
+        assert!(fs::symlink_metadata(root.join("z")).unwrap().is_file());
+        assert!(root.join("x/inner").exists());
+    }
+
+    #[test]
+    fn refuses_entries_that_escape() {
+        refused(Layer::new().file("../evil", b""), "contains \"..\"");
+        refused(Layer::new().file("a/../../evil", b""), "contains \"..\"");
+        refused(Layer::new().file("/etc/evil", b""), "is an absolute path");
+        refused(
+            Layer::new()
+                .link(EntryType::Symlink, "link", "/etc")
+                .file("link/passwd", b""),
+            "goes through the symlink \"link\"",
+        );
+        refused(
+            Layer::new()
+                .link(EntryType::Symlink, "link", "..")
+                .file("link/.wh.x", b""),
+            "goes through the symlink",
+        );
+        refused(
+            Layer::new()
+                .link(EntryType::Symlink, "d", "/")
+                .file("d/.wh..wh..opq", b""),
+            "goes through the symlink",
+        );
+        refused(
+            Layer::new().link(EntryType::Link, "l", "../outside"),
+            "contains \"..\"",
+        );
+        refused(
+            Layer::new().link(EntryType::Link, "l", "/etc/shadow"),
+            "absolute path",
+        );
+        refused(
+            Layer::new().link(EntryType::Link, "l", "missing"),
+            "not a file earlier",
+        );
+        refused(
+            Layer::new().link(EntryType::Symlink, "s", "/etc").link(
+                EntryType::Link,
+                "l",
+                "s/shadow",
+            ),
+            "goes through the symlink",
+        );
+        refused(
+            Layer::new().file("f", b"").file("f/g", b""),
+            "not a directory",
+        );
+        refused(Layer::new().file(".wh..", b""), "whiteout of no file");
+        refused(Layer::new().file("./", b""), "replace the root");
+    }
+
+    #[test]
+    fn reports_a_truncated_layer() {
+        let mut layer = Layer::new();
+        layer.file("big", &[7; 4096]);
+        let bytes = std::mem::replace(&mut layer.0, tar::Builder::new(Vec::new()))
+            .into_inner()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack(&bytes[..1024], dir.path(), "sha256:test").unwrap_err();
+        assert!(err.to_string().contains("invalid tar"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths() {
+        let ok = |raw: &str, want: &str| {
+            assert_eq!(relative_path(Path::new(raw)).unwrap(), Path::new(want))
+        };
+        ok("./a/b", "a/b");
+        ok("a//b/", "a/b");
+        ok("./", "");
+        ok("a/./b", "a/b");
+        assert!(relative_path(Path::new("a/../b")).is_err());
+        assert!(relative_path(Path::new("/a")).is_err());
+    }
+
+    #[test]
+    fn pax_times() {
+        let t = |s: &str| parse_pax_time(s).map(|t| (t.tv_sec(), t.tv_nsec()));
+        assert_eq!(t("1500000000"), Some((1_500_000_000, 0)));
+        assert_eq!(t("1500000000.5"), Some((1_500_000_000, 500_000_000)));
+        assert_eq!(t("1.1234567891"), Some((1, 123_456_789)));
+        assert_eq!(t("-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(t("x"), None);
+        assert_eq!(t("1.x"), None);
+    }
+}

@@ -32,6 +32,7 @@ use super::layer;
 use super::reference::{Reference, is_full_hex_id, is_lower_hex};
 use crate::fsutil::{self, Lock};
 use crate::paths::Paths;
+use crate::runtime::ImageUse;
 
 pub use super::error::Error;
 
@@ -239,6 +240,7 @@ impl ImageStore {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
         let (image, by_name) = resolve_in(self.images_in(&index)?, name_or_id)?;
+        let uses = self.images_in_use()?;
         let references = image.references();
         let mut removals = Vec::new();
         if let Some(name) = by_name.as_ref().filter(|_| references.len() > 1) {
@@ -251,39 +253,17 @@ impl ImageStore {
                     names: references.iter().map(Reference::familiar).collect(),
                 });
             }
-            self.check_unused(&image, force)?;
+            check_unused(&image, &uses, force)?;
             removals.extend(references.iter().map(|r| Removal::Untagged(r.familiar())));
             index.remove_image(&image.manifest_digest);
             removals.push(Removal::Deleted(image.id.clone()));
         }
         self.write_index(&index)?;
-        self.collect_garbage(&index)?;
+        self.collect_garbage(&index, &uses)?;
         Ok(removals)
     }
 
-    fn check_unused(&self, image: &Image, force: bool) -> Result<(), Error> {
-        let uses = self.images_in_use()?;
-        let users: Vec<_> = uses.iter().filter(|u| u.image_id == image.id).collect();
-        let name = image
-            .references()
-            .first()
-            .map_or_else(|| image.short_id().to_string(), Reference::familiar);
-        if let Some(user) = users.iter().find(|u| u.running) {
-            return Err(Error::UsedByRunning {
-                image: name,
-                container: user.container.clone(),
-            });
-        }
-        match users.first() {
-            Some(user) if !force => Err(Error::UsedByStopped {
-                image: name,
-                container: user.container.clone(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn images_in_use(&self) -> Result<Vec<crate::runtime::ImageUse>, Error> {
+    fn images_in_use(&self) -> Result<Vec<ImageUse>, Error> {
         crate::runtime::images_in_use(&self.paths).map_err(Error::io(
             "listing the containers in",
             self.paths.containers(),
@@ -294,29 +274,19 @@ impl ImageStore {
     /// uses. Images that containers were made from keep their config blob and layers even
     /// when removed from the index (`rmi -f`), so the containers go on working. Called with
     /// the store lock held.
-    fn collect_garbage(&self, index: &Index) -> Result<(), Error> {
+    fn collect_garbage(&self, index: &Index, uses: &[ImageUse]) -> Result<(), Error> {
         let mut blobs = BTreeSet::new();
-        let mut layers = BTreeSet::new();
-        for image in self.images_in(index)? {
-            blobs.insert(image.manifest_digest.clone());
-            blobs.insert(image.id.clone());
-            blobs.extend(
-                image
-                    .manifest
-                    .layers()
-                    .iter()
-                    .map(|l| l.digest().to_string()),
-            );
-            layers.extend(image.diff_ids().iter().cloned());
-        }
-        // Descriptors the store does not list as images (indexes written by other tools)
-        // keep what they reach.
         for descriptor in index.descriptors() {
             self.reachable(descriptor, &mut blobs)?;
         }
-        for used in self.images_in_use()? {
+        let mut layers: BTreeSet<String> = self
+            .images_in(index)?
+            .iter()
+            .flat_map(|image| image.diff_ids().iter().cloned())
+            .collect();
+        for used in uses {
             if let Ok(config) = self.read_config(&used.image_id) {
-                blobs.insert(used.image_id);
+                blobs.insert(used.image_id.clone());
                 layers.extend(config.rootfs().diff_ids().iter().cloned());
             }
         }
@@ -387,35 +357,32 @@ impl ImageStore {
 
     fn unpack_layer(&self, layer: &Descriptor, diff_id: &str, dir: &Path) -> Result<(), Error> {
         let digest = layer.digest().to_string();
-        let path = self.blob_path(&digest)?;
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => {
-                Error::corrupt(format!("layer {digest}"), "the blob is missing")
-            }
-            _ => Error::io("opening", &path)(e),
-        })?;
+        let what = format!("layer {digest}");
+        let mut compressed = Hashing::new(BufReader::new(self.open_blob(&digest)?));
         let tmp = self.staging_dir("layer-")?;
         // The layer's own `./` entry, if it has one, sets the mode of its root.
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(Error::io("changing mode of", tmp.path()))?;
-        let mut compressed = Hashing::new(BufReader::new(file));
-        let mut tar = Hashing::new(blob::decompressed(
-            &mut compressed,
-            &format!("layer {digest}"),
-        )?);
-        layer::unpack(&mut tar, tmp.path(), diff_id)?;
-        // The digests cover the whole stream, including what follows the end of the tar.
-        let drain_error = |e: io::Error| Error::bad_input(format!("layer {digest}"), e.to_string());
-        io::copy(&mut tar, &mut io::sink()).map_err(drain_error)?;
-        let (_, actual_diff_id, _) = tar.finish();
-        io::copy(&mut compressed, &mut io::sink()).map_err(drain_error)?;
+        let unpacked = (|| {
+            let mut tar = Hashing::new(blob::decompressed(&mut compressed, &what)?);
+            layer::unpack(&mut tar, tmp.path(), diff_id)?;
+            // The diff id covers the whole stream, including what follows the tar's end.
+            io::copy(&mut tar, &mut io::sink())
+                .map_err(|e| Error::bad_input(&what, e.to_string()))?;
+            Ok::<_, Error>(tar.finish().1)
+        })();
+        // Whether or not it unpacked, a blob whose bytes changed is a corrupt store, not a
+        // bad image.
+        let path = self.blob_path(&digest)?;
+        io::copy(&mut compressed, &mut io::sink()).map_err(Error::io("reading", &path))?;
         let (_, actual_digest, _) = compressed.finish();
-        verify(&format!("layer {digest}"), &digest, &actual_digest)?;
-        verify(
-            &format!("layer {digest} (uncompressed)"),
-            diff_id,
-            &actual_diff_id,
-        )?;
+        if actual_digest != digest {
+            return Err(Error::corrupt(
+                what,
+                format!("{} no longer matches its digest", path.display()),
+            ));
+        }
+        verify(&format!("{what} (uncompressed)"), diff_id, &unpacked?)?;
         match renameat2(
             AT_FDCWD,
             tmp.path(),
@@ -549,6 +516,15 @@ impl ImageStore {
         let bytes = self.read_blob(digest)?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(format!("config {digest}"), e.to_string()))
+    }
+
+    /// Opens the blob `digest` for reading.
+    pub(crate) fn open_blob(&self, digest: &str) -> Result<File, Error> {
+        let path = self.blob_path(digest)?;
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::corrupt(format!("blob {digest}"), "it is missing"),
+            _ => Error::io("opening", &path)(e),
+        })
     }
 
     /// A small blob (manifest, config), checked against its digest.
@@ -744,6 +720,28 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
         .map_err(Error::io("syncing", dir))
 }
 
+/// Whether `rmi` may remove `image`, given which containers use which images.
+fn check_unused(image: &Image, uses: &[ImageUse], force: bool) -> Result<(), Error> {
+    let users: Vec<_> = uses.iter().filter(|u| u.image_id == image.id).collect();
+    let name = image
+        .references()
+        .first()
+        .map_or_else(|| image.short_id().to_string(), Reference::familiar);
+    if let Some(user) = users.iter().find(|u| u.running) {
+        return Err(Error::UsedByRunning {
+            image: name,
+            container: user.container.clone(),
+        });
+    }
+    match users.first() {
+        Some(user) if !force => Err(Error::UsedByStopped {
+            image: name,
+            container: user.container.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Finds `name_or_id` among `images`; also returns the reference when it was found by name.
 fn resolve_in(images: Vec<Image>, name_or_id: &str) -> Result<(Image, Option<Reference>), Error> {
     let not_found = || Error::NotFound(name_or_id.to_string());
@@ -790,13 +788,16 @@ fn by_id_prefix(images: Vec<Image>, hex: &str, input: &str) -> Result<Option<Ima
                 .is_some_and(|h| h.starts_with(hex))
         })
         .collect();
-    if matches.len() > 1 {
+    let mut ids: Vec<String> = matches.iter().map(|i| i.short_id().to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.len() > 1 {
         return Err(Error::AmbiguousId {
             prefix: input.to_string(),
-            ids: matches.iter().map(|i| i.short_id().to_string()).collect(),
+            ids,
         });
     }
-    Ok(matches.pop())
+    Ok((!matches.is_empty()).then(|| matches.swap_remove(0)))
 }
 
 /// RFC 3339 time as image configs carry it (`2024-05-01T12:34:56.123456789Z`, or with an
@@ -816,5 +817,381 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
         b'+' => local.checked_sub(shift),
         b'-' => local.checked_add(shift),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, ImageStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            root: dir.path().join("root"),
+            run: dir.path().join("run"),
+        };
+        let store = ImageStore::open(&paths).unwrap();
+        (dir, store)
+    }
+
+    fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            tar.append_data(&mut header, path, data.as_bytes()).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    fn import(store: &ImageStore, content: &str, name: Option<&str>) -> Image {
+        let reference = name.map(|n| Reference::parse(n).unwrap());
+        let tar = tarball(&[("etc/hostname", content)]);
+        store.import(&tar[..], "test", reference.as_ref()).unwrap()
+    }
+
+    fn blob_count(store: &ImageStore) -> usize {
+        fs::read_dir(store.blobs_dir()).unwrap().count()
+    }
+
+    fn names(store: &ImageStore, id: &str) -> Vec<String> {
+        let image = store.resolve(id).unwrap();
+        image.references().iter().map(Reference::familiar).collect()
+    }
+
+    #[test]
+    fn opening_creates_an_oci_layout() {
+        let (_dir, store) = store();
+        let images = store.paths.images();
+        assert_eq!(
+            fs::read_to_string(images.join("oci-layout")).unwrap(),
+            OCI_LAYOUT
+        );
+        assert!(store.list().unwrap().is_empty());
+        ImageStore::open(&store.paths).unwrap();
+    }
+
+    #[test]
+    fn resolves_names_ids_and_prefixes() {
+        let (_dir, store) = store();
+        let image = import(&store, "a", Some("base"));
+        let hex = &image.id[7..];
+        for name in [
+            "base",
+            "base:latest",
+            "docker.io/library/base:latest",
+            &image.id,
+            hex,
+            &hex[..3],
+            &format!("sha256:{}", &hex[..5]),
+        ] {
+            assert_eq!(store.resolve(name).unwrap().id, image.id, "{name}");
+        }
+        let err = store.resolve("base:v2").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image \"base:v2\" not found locally; `berth images` lists what is here"
+        );
+        assert!(
+            matches!(store.resolve(&hex[..2]), Err(Error::NotFound(_))),
+            "too short a prefix"
+        );
+        assert!(matches!(
+            store.resolve("Base"),
+            Err(Error::InvalidReference { .. })
+        ));
+
+        let digest_ref = format!("base@{}", image.manifest_digest);
+        assert_eq!(store.resolve(&digest_ref).unwrap().id, image.id);
+        let other_repo = format!("other@{}", image.manifest_digest);
+        assert!(
+            store.resolve(&other_repo).is_err(),
+            "a digest resolves within its repository"
+        );
+    }
+
+    #[test]
+    fn a_name_wins_over_an_id_prefix_and_ambiguous_prefixes_are_errors() {
+        let (_dir, store) = store();
+        let first = import(&store, "first", None);
+        let prefix = &first.id[7..10];
+        let named = import(&store, "named", Some(prefix));
+        assert_eq!(store.resolve(prefix).unwrap().id, named.id);
+
+        let (a, b) = (
+            fake_image(&"ab".repeat(32)),
+            fake_image(&format!("aba{}", "d".repeat(61))),
+        );
+        let err = by_id_prefix(vec![a.clone(), b.clone(), a.clone()], "aba", "aba").unwrap_err();
+        assert!(matches!(err, Error::AmbiguousId { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("matches 2 images (abababababab, abaddddddddd)"),
+            "{err}"
+        );
+        let found = by_id_prefix(vec![a.clone(), b, a.clone()], "abab", "abab").unwrap();
+        assert_eq!(found.map(|i| i.id), Some(a.id.clone()));
+        let twice = by_id_prefix(vec![a.clone(), a.clone()], "aba", "aba").unwrap();
+        assert_eq!(
+            twice.map(|i| i.id),
+            Some(a.id),
+            "one id under two manifests is one image"
+        );
+    }
+
+    #[test]
+    fn tag_untag_and_remove() {
+        let (_dir, store) = store();
+        let image = import(&store, "a", Some("base"));
+        store.tag("base", "me/app:v1").unwrap();
+        store.tag(&image.id[7..19], "localhost:5000/x").unwrap();
+        // Sorted by full name: docker.io/library/base, docker.io/me/app, localhost:5000/x.
+        assert_eq!(
+            names(&store, &image.id),
+            ["base:latest", "me/app:v1", "localhost:5000/x:latest"]
+        );
+        assert!(matches!(
+            store.tag("base", &format!("x@{}", image.manifest_digest)),
+            Err(Error::TagWithDigest(_))
+        ));
+        assert!(matches!(
+            store.tag("base", "Bad"),
+            Err(Error::InvalidReference { .. })
+        ));
+
+        assert_eq!(
+            store.remove("me/app:v1", false).unwrap(),
+            [Removal::Untagged("me/app:v1".into())]
+        );
+        let err = store.remove(&image.id, false).unwrap_err();
+        assert!(matches!(err, Error::SeveralNames { .. }), "{err}");
+        let blobs = blob_count(&store);
+        assert_eq!(blobs, 3);
+        assert_eq!(
+            store.remove(&image.id, true).unwrap(),
+            [
+                Removal::Untagged("base:latest".into()),
+                Removal::Untagged("localhost:5000/x:latest".into()),
+                Removal::Deleted(image.id.clone()),
+            ]
+        );
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(blob_count(&store), 0, "unreferenced blobs are collected");
+    }
+
+    #[test]
+    fn moving_a_name_leaves_the_old_image_dangling() {
+        let (_dir, store) = store();
+        let old = import(&store, "old", Some("app"));
+        let new = import(&store, "new", Some("app"));
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(store.resolve(&old.id).unwrap().names.is_empty());
+        assert_eq!(store.resolve("app").unwrap().id, new.id);
+        // Removing the last name removes the image; the dangling one stays.
+        assert_eq!(
+            store.remove("app", false).unwrap(),
+            [
+                Removal::Untagged("app:latest".into()),
+                Removal::Deleted(new.id.clone())
+            ]
+        );
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(blob_count(&store), 3);
+    }
+
+    #[test]
+    fn containers_protect_their_images() {
+        let image = Image {
+            names: vec!["docker.io/library/base:latest".into()],
+            ..fake_image(&"ab".repeat(32))
+        };
+        let used = |running| ImageUse {
+            image_id: image.id.clone(),
+            container: "c1".into(),
+            running,
+        };
+        let other = ImageUse {
+            image_id: fake_image(&"cd".repeat(32)).id,
+            container: "c2".into(),
+            running: true,
+        };
+        assert!(check_unused(&image, std::slice::from_ref(&other), false).is_ok());
+        let err = check_unused(&image, &[other.clone(), used(false)], false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image base:latest is used by stopped container c1; remove the container first, or use -f"
+        );
+        assert!(check_unused(&image, &[used(false)], true).is_ok());
+        let err = check_unused(&image, &[used(false), used(true)], true).unwrap_err();
+        assert!(matches!(err, Error::UsedByRunning { .. }), "{err}");
+        assert!(err.to_string().contains("running container c1"));
+    }
+
+    #[test]
+    fn garbage_collection_spares_what_containers_use() {
+        let (_dir, store) = store();
+        let kept = import(&store, "kept", Some("kept"));
+        let used = import(&store, "used", Some("used"));
+        let gone = import(&store, "gone", Some("gone"));
+        let dirs = |image: &Image| store.layer_dirs(image).unwrap();
+        let (used_dirs, gone_dirs, kept_dirs) = (dirs(&used), dirs(&gone), dirs(&kept));
+
+        let _lock = store.lock().unwrap();
+        let mut index = store.read_index().unwrap();
+        index.remove_image(&used.manifest_digest);
+        index.remove_image(&gone.manifest_digest);
+        store.write_index(&index).unwrap();
+        let uses = [ImageUse {
+            image_id: used.id.clone(),
+            container: "c".into(),
+            running: false,
+        }];
+        store.collect_garbage(&index, &uses).unwrap();
+
+        assert!(used_dirs[0].is_dir() && kept_dirs[0].is_dir());
+        assert!(!gone_dirs[0].exists());
+        assert!(
+            store.blob_path(&used.id).unwrap().exists(),
+            "its config tells which layers to keep"
+        );
+        assert!(!store.blob_path(&used.manifest_digest).unwrap().exists());
+        assert!(!store.blob_path(&gone.id).unwrap().exists());
+        // The next collection still knows the removed image's layers from its config.
+        store.collect_garbage(&index, &uses).unwrap();
+        assert!(used_dirs[0].is_dir());
+        store.collect_garbage(&index, &[]).unwrap();
+        assert!(!used_dirs[0].exists());
+        assert_eq!(fs::read_dir(store.paths.tmp()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn layers_unpack_once_even_when_raced() {
+        let (_dir, store) = store();
+        let image = import(&store, "raced", Some("raced"));
+        let store = Arc::new(store);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, image) = (Arc::clone(&store), image.clone());
+                std::thread::spawn(move || store.layer_dirs(&image).unwrap())
+            })
+            .collect();
+        let results: Vec<Vec<PathBuf>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(results.iter().all(|dirs| dirs == &results[0]));
+        let dir = &results[0][0];
+        assert_eq!(dir, &store.paths.layers().join(&image.diff_ids()[0][7..]));
+        assert_eq!(
+            fs::read_to_string(dir.join("etc/hostname")).unwrap(),
+            "raced"
+        );
+        assert_eq!(fs::read_dir(store.paths.layers()).unwrap().count(), 1);
+        assert_eq!(
+            fs::read_dir(store.paths.tmp()).unwrap().count(),
+            0,
+            "losers clean up"
+        );
+    }
+
+    #[test]
+    fn corrupt_blobs_are_reported() {
+        let (_dir, store) = store();
+        let image = import(&store, "x", Some("x"));
+        let layer = store
+            .blob_path(image.manifest.layers()[0].digest().as_ref())
+            .unwrap();
+        let mut bytes = fs::read(&layer).unwrap();
+        let last = bytes.len() - 9; // inside the gzip trailer's CRC
+        bytes[last] ^= 0xff;
+        fs::write(&layer, bytes).unwrap();
+        let err = store.layer_dirs(&image).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("no longer matches its digest"),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(store.paths.layers()).unwrap().count(), 0);
+
+        fs::write(store.blob_path(&image.id).unwrap(), b"{}").unwrap();
+        let err = store.list().unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn committing_an_image_already_stored_adds_only_names() {
+        let (_dir, store) = store();
+        let image = import(&store, "x", Some("x"));
+        let mut archive = Vec::new();
+        store
+            .save(
+                &["x".into()],
+                super::super::ArchiveFormat::Docker,
+                &mut archive,
+            )
+            .unwrap();
+        store.tag("x", "y").unwrap();
+        store.remove("x", false).unwrap();
+        let loaded = store.load(&archive[..]).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(
+            loaded[0].image.manifest_digest, image.manifest_digest,
+            "no second manifest"
+        );
+        assert_eq!(names(&store, &image.id), ["x:latest", "y:latest"]);
+    }
+
+    #[test]
+    fn import_refuses_what_is_not_a_rootfs_tarball() {
+        let (_dir, store) = store();
+        let err = |data: &[u8]| store.import(data, "in.tar", None).unwrap_err().to_string();
+        assert!(err(b"").contains("in.tar: the tar archive is empty"));
+        assert!(err(&[b'x'; 1024]).contains("not a valid tar archive"));
+        let mut evil = tarball(&[("a", "")]);
+        evil[..1].copy_from_slice(b"/");
+        let header = tar::Header::from_byte_slice(&evil[..512]).clone();
+        let mut fixed = header;
+        fixed.set_cksum();
+        evil[..512].copy_from_slice(fixed.as_bytes());
+        assert!(err(&evil).contains("is an absolute path"), "{}", err(&evil));
+        assert!(err(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0]).contains("zstd"));
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(store.paths.tmp()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn times_with_offsets() {
+        let utc = parse_time("2024-05-01T12:00:00Z").unwrap();
+        assert_eq!(parse_time("2024-05-01T14:00:00+02:00"), Some(utc));
+        assert_eq!(parse_time("2024-05-01T09:30:00-02:30"), Some(utc));
+        assert_eq!(
+            parse_time("2024-05-01T12:00:00.5Z"),
+            Some(utc + Duration::from_millis(500))
+        );
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    fn fake_image(hex: &str) -> Image {
+        let digest = format!("sha256:{hex}");
+        let config = descriptor(MediaType::ImageConfig, &digest, 2).unwrap();
+        Image {
+            id: digest.clone(),
+            manifest_digest: digest,
+            names: Vec::new(),
+            config: serde_json::from_str(
+                r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+            )
+            .unwrap(),
+            manifest: oci_spec::image::ImageManifestBuilder::default()
+                .schema_version(2u32)
+                .config(config)
+                .layers(Vec::new())
+                .build()
+                .unwrap(),
+            size: 0,
+        }
     }
 }
