@@ -41,6 +41,12 @@ pub const MIN_ID_PREFIX: usize = 3;
 
 pub(crate) const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// Names in `$BERTH_ROOT/tmp`: layers being unpacked, blobs being staged, layers being
+/// deleted.
+const LAYER_PREFIX: &str = "layer-";
+const INGEST_PREFIX: &str = "ingest-";
+const GC_PREFIX: &str = "gc-";
+
 /// One image in the store.
 #[derive(Clone, Debug)]
 pub struct Image {
@@ -297,7 +303,37 @@ impl ImageStore {
                 .collect()
         };
         self.remove_unlisted(&self.blobs_dir(), &keep_hex(&blobs))?;
-        self.remove_unlisted(&self.paths.layers(), &keep_hex(&layers))
+        self.remove_unlisted(&self.paths.layers(), &keep_hex(&layers))?;
+        self.sweep_tmp()
+    }
+
+    /// Removes what berth processes that died left in `tmp/`: collected layers at once
+    /// (collection holds the lock, so no other is running), staging areas after a day.
+    fn sweep_tmp(&self) -> Result<(), Error> {
+        const STALE: Duration = Duration::from_secs(24 * 3600);
+        let tmp = self.paths.tmp();
+        for entry in fs::read_dir(&tmp).map_err(Error::io("listing", &tmp))? {
+            let entry = entry.map_err(Error::io("listing", &tmp))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let age = || {
+                let modified = entry.metadata().and_then(|m| m.modified()).ok();
+                modified.and_then(|m| m.elapsed().ok()).unwrap_or_default()
+            };
+            let stale = name.starts_with(GC_PREFIX)
+                || ([INGEST_PREFIX, LAYER_PREFIX]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+                    && age() > STALE);
+            if stale {
+                match fs::remove_dir_all(entry.path()) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(Error::io("removing", entry.path())(e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Adds the digests of everything `descriptor` reaches to `blobs`.
@@ -340,7 +376,7 @@ impl ImageStore {
                 let doomed = self
                     .paths
                     .tmp()
-                    .join(format!("gc-{name}-{}", fsutil::random_hex(4)));
+                    .join(format!("{GC_PREFIX}{name}-{}", fsutil::random_hex(4)));
                 fs::rename(&path, &doomed).and_then(|()| fs::remove_dir_all(&doomed))
             } else {
                 fs::remove_file(&path)
@@ -359,7 +395,7 @@ impl ImageStore {
         let digest = layer.digest().to_string();
         let what = format!("layer {digest}");
         let mut compressed = Hashing::new(BufReader::new(self.open_blob(&digest)?));
-        let tmp = self.staging_dir("layer-")?;
+        let tmp = self.staging_dir(LAYER_PREFIX)?;
         // The layer's own `./` entry, if it has one, sets the mode of its root.
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(Error::io("changing mode of", tmp.path()))?;
@@ -403,7 +439,7 @@ impl ImageStore {
     /// A fresh staging area for new blobs, removed when dropped.
     pub(crate) fn staging(&self) -> Result<Staging, Error> {
         Ok(Staging {
-            dir: self.staging_dir("ingest-")?,
+            dir: self.staging_dir(INGEST_PREFIX)?,
             blobs: BTreeMap::new(),
         })
     }
@@ -711,7 +747,7 @@ pub(crate) fn is_index(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageIndex) || media_type.to_string() == DOCKER_MANIFEST_LIST
 }
 
-pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
@@ -743,20 +779,23 @@ fn check_unused(image: &Image, uses: &[ImageUse], force: bool) -> Result<(), Err
 }
 
 /// Finds `name_or_id` among `images`; also returns the reference when it was found by name.
-fn resolve_in(images: Vec<Image>, name_or_id: &str) -> Result<(Image, Option<Reference>), Error> {
-    let not_found = || Error::NotFound(name_or_id.to_string());
+fn resolve_in(
+    mut images: Vec<Image>,
+    name_or_id: &str,
+) -> Result<(Image, Option<Reference>), Error> {
+    let by_id = |images, hex| match by_id_prefix(images, hex, name_or_id)? {
+        Some(image) => Ok((image, None)),
+        None => Err(Error::NotFound(name_or_id.to_string())),
+    };
     if let Some(hex) = name_or_id.strip_prefix("sha256:") {
-        return by_id_prefix(images, hex, name_or_id)?
-            .map(|i| (i, None))
-            .ok_or_else(not_found);
+        return by_id(images, hex);
     }
     if is_full_hex_id(name_or_id) {
-        return by_id_prefix(images, name_or_id, name_or_id)?
-            .map(|i| (i, None))
-            .ok_or_else(not_found);
+        return by_id(images, name_or_id);
     }
     let reference = Reference::parse(name_or_id)?;
     let by_name = images.iter().position(|image| match reference.digest() {
+        // A digest names an image within a repository, as a pulled image's RepoDigests.
         Some(digest) => {
             image.manifest_digest == digest
                 && image
@@ -768,12 +807,10 @@ fn resolve_in(images: Vec<Image>, name_or_id: &str) -> Result<(Image, Option<Ref
     });
     match by_name {
         Some(i) => {
-            let image = images.into_iter().nth(i).ok_or_else(not_found)?;
-            Ok((image, Some(reference).filter(|r| r.digest().is_none())))
+            let name = Some(reference).filter(|r| r.digest().is_none());
+            Ok((images.swap_remove(i), name))
         }
-        None => by_id_prefix(images, name_or_id, name_or_id)?
-            .map(|i| (i, None))
-            .ok_or_else(not_found),
+        None => by_id(images, name_or_id),
     }
 }
 
@@ -1068,6 +1105,38 @@ mod tests {
         store.collect_garbage(&index, &[]).unwrap();
         assert!(!used_dirs[0].exists());
         assert_eq!(fs::read_dir(store.paths.tmp()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn collection_sweeps_what_dead_processes_left() {
+        let (_dir, store) = store();
+        let tmp = store.paths.tmp();
+        for name in [
+            "gc-abc-1234",
+            "ingest-old",
+            "layer-old",
+            "ingest-fresh",
+            "unknown",
+        ] {
+            fs::create_dir(tmp.join(name)).unwrap();
+        }
+        let two_days_ago = SystemTime::now() - Duration::from_secs(48 * 3600);
+        for name in ["ingest-old", "layer-old"] {
+            File::open(tmp.join(name))
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        let _lock = store.lock().unwrap();
+        store
+            .collect_garbage(&store.read_index().unwrap(), &[])
+            .unwrap();
+        let mut left: Vec<String> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["ingest-fresh", "unknown"]);
     }
 
     #[test]
