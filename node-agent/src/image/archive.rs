@@ -149,8 +149,7 @@ impl ImageStore {
         io::copy(&mut measured, &mut io::sink())
             .map_err(|e| Error::corrupt(&what, e.to_string()))?;
         let (_, actual, size) = measured.finish();
-        verify(&format!("{what} (uncompressed)"), diff_id, &actual)
-            .map_err(|e| Error::corrupt(&what, e.to_string()))?;
+        verify(&format!("{what} (uncompressed)"), diff_id, &actual)?;
         tar.file_from(path, size, open()?)
     }
 
@@ -175,11 +174,10 @@ impl ImageStore {
                 .chain(layers)
             {
                 if written.insert(digest.clone()) {
-                    let path = self.blob_path(&digest)?;
-                    let file = File::open(&path).map_err(Error::io("opening", &path))?;
+                    let file = self.open_blob(&digest)?;
                     let size = file
                         .metadata()
-                        .map_err(Error::io("inspecting", &path))?
+                        .map_err(Error::io("inspecting", self.blob_path(&digest)?))?
                         .len();
                     tar.file_from(&format!("blobs/sha256/{}", hex(&digest)), size, file)?;
                 }
@@ -307,11 +305,14 @@ impl Members {
 
     /// The content of a small file (JSON), with its member.
     fn read(&self, staging: &Staging, path: &str) -> Result<(Member, Vec<u8>), Error> {
-        let member = self.get(path)?.clone();
-        let staged = staged_path(staging, &member)?;
-        let bytes = fs::read(staged).map_err(Error::io("reading", staged))?;
-        Ok((member, bytes))
+        let member = self.get(path)?;
+        Ok((member.clone(), contents(staging, member)?))
     }
+}
+
+fn contents(staging: &Staging, member: &Member) -> Result<Vec<u8>, Error> {
+    let staged = staged_path(staging, member)?;
+    fs::read(staged).map_err(Error::io("reading", staged))
 }
 
 fn staged_path<'a>(staging: &'a Staging, member: &Member) -> Result<&'a Path, Error> {
@@ -413,7 +414,8 @@ fn docker_images(members: &Members, staging: &mut Staging) -> Result<Vec<NewImag
             .unwrap_or_default()
             .iter()
             .map(|tag| Reference::parse(tag))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::bad_input("archive: manifest.json", e.to_string()))?;
         let mut blobs = vec![manifest.digest().to_string(), config.digest().to_string()];
         blobs.extend(layers.iter().map(|l| l.digest().to_string()));
         images.push(NewImage {
@@ -491,10 +493,10 @@ fn oci_images(members: &Members, staging: &mut Staging) -> Result<Vec<NewImage>,
                 format!("unsupported media type {}", top.media_type()),
             ));
         };
-        let (_, manifest_json) = read_blob(members, staging, &target)?;
+        let manifest_json = read_blob(members, staging, &target)?;
         let manifest: ImageManifest = serde_json::from_slice(&manifest_json)
             .map_err(|e| bad_json(&format!("manifest {}", target.digest()), e))?;
-        let (_, config_json) = read_blob(members, staging, manifest.config())?;
+        let config_json = read_blob(members, staging, manifest.config())?;
         let config: ImageConfiguration = serde_json::from_slice(&config_json)
             .map_err(|e| bad_json(&format!("config {}", manifest.config().digest()), e))?;
         if config.rootfs().diff_ids().len() != manifest.layers().len() {
@@ -548,7 +550,7 @@ fn platform_manifest(
     staging: &Staging,
     index: &Descriptor,
 ) -> Result<Descriptor, Error> {
-    let (_, json) = read_blob(members, staging, index)?;
+    let json = read_blob(members, staging, index)?;
     let nested =
         Index::parse(&json).map_err(|e| bad_json(&format!("index {}", index.digest()), e))?;
     let (arch, os) = (Arch::default(), Os::default());
@@ -598,11 +600,8 @@ fn read_blob(
     members: &Members,
     staging: &Staging,
     descriptor: &Descriptor,
-) -> Result<(Member, Vec<u8>), Error> {
-    let member = blob_member(members, descriptor)?.clone();
-    let staged = staged_path(staging, &member)?;
-    let bytes = fs::read(staged).map_err(Error::io("reading", staged))?;
-    Ok((member, bytes))
+) -> Result<Vec<u8>, Error> {
+    contents(staging, blob_member(members, descriptor)?)
 }
 
 /// A tar archive being written, with the entry metadata every tool accepts.
@@ -668,5 +667,281 @@ impl<W: Write> ArchiveWriter<W> {
             .into_inner()
             .and_then(|mut out| out.flush())
             .map_err(Error::io("writing", "the archive"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::testing::{store, tarball};
+    use flate2::write::GzEncoder;
+    use serde_json::json;
+
+    /// Archive entries: (path, content) or a symlink (path, target).
+    enum Entry<'a> {
+        File(&'a str, Vec<u8>),
+        Symlink(&'a str, &'a str),
+    }
+
+    fn archive(entries: Vec<Entry<'_>>) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for entry in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            match entry {
+                Entry::File(path, data) => {
+                    header.set_size(data.len() as u64);
+                    tar.append_data(&mut header, path, &data[..]).unwrap();
+                }
+                Entry::Symlink(path, target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    tar.append_link(&mut header, path, target).unwrap();
+                }
+            }
+        }
+        tar.into_inner().unwrap()
+    }
+
+    /// A raw tar entry whose name the tar crate would refuse to write.
+    fn raw_entry(name: &str) -> Vec<u8> {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.append(&header, io::empty()).unwrap();
+        tar.into_inner().unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn config_for(diff_ids: &[String]) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap()
+    }
+
+    fn assert_empty(store: &ImageStore) {
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(store.blobs_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn loads_legacy_docker_archives_with_symlinks_and_gzip_layers() {
+        let (_dir, store) = store();
+        let layer = tarball(&[("hello", b"world")]);
+        let diff_id = blob::sha256(&layer);
+        let config = config_for(&[diff_id.clone(), diff_id.clone()]);
+        let config_name = format!("{}.json", hex(&blob::sha256(&config)));
+        let manifest = json!([{
+            "Config": config_name,
+            "RepoTags": ["legacy:1"],
+            "Layers": ["aaa/layer.tar", "bbb/layer.tar"],
+        }]);
+        let bytes = archive(vec![
+            Entry::File("aaa/layer.tar", gzip(&layer)),
+            Entry::File("aaa/VERSION", b"1.0".to_vec()),
+            Entry::Symlink("bbb/layer.tar", "../aaa/layer.tar"),
+            Entry::File(&config_name, config.clone()),
+            Entry::File("manifest.json", serde_json::to_vec(&manifest).unwrap()),
+            Entry::File("repositories", b"{}".to_vec()),
+        ]);
+        let loaded = store.load(&gzip(&bytes)[..]).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].names, [Reference::parse("legacy:1").unwrap()]);
+        let image = &loaded[0].image;
+        assert_eq!(image.id, blob::sha256(&config));
+        assert_eq!(image.manifest.layers().len(), 2);
+        assert_eq!(
+            image.manifest.layers()[0].media_type(),
+            &MediaType::ImageLayerGzip
+        );
+        let dirs = store.layer_dirs(image).unwrap();
+        assert_eq!(fs::read(dirs[0].join("hello")).unwrap(), b"world");
+    }
+
+    #[test]
+    fn refuses_archives_that_do_not_add_up() {
+        let (_dir, store) = store();
+        let layer = tarball(&[("hello", b"world")]);
+        let wrong = config_for(&[blob::sha256(b"something else")]);
+        let manifest = |config: &str| {
+            serde_json::to_vec(&json!([{"Config": config, "RepoTags": null, "Layers": ["l.tar"]}]))
+                .unwrap()
+        };
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                archive(vec![
+                    Entry::File("l.tar", layer.clone()),
+                    Entry::File("c.json", wrong),
+                    Entry::File("manifest.json", manifest("c.json")),
+                ]),
+                "digest is",
+            ),
+            (
+                archive(vec![
+                    Entry::File("l.tar", layer.clone()),
+                    Entry::File(
+                        &format!("{}.json", "0".repeat(64)),
+                        config_for(&[blob::sha256(&layer)]),
+                    ),
+                    Entry::File(
+                        "manifest.json",
+                        manifest(&format!("{}.json", "0".repeat(64))),
+                    ),
+                ]),
+                "digest is",
+            ),
+            (
+                archive(vec![Entry::File("manifest.json", manifest("missing.json"))]),
+                "it has no file \"missing.json\"",
+            ),
+            (
+                archive(vec![Entry::File("manifest.json", b"{".to_vec())]),
+                "invalid JSON",
+            ),
+            (
+                archive(vec![Entry::Symlink("manifest.json", "../../etc/passwd")]),
+                "symlink out of the archive",
+            ),
+            (raw_entry("../manifest.json"), "contains \"..\""),
+            (raw_entry("/manifest.json"), "absolute path"),
+            (
+                archive(vec![Entry::File("hello", b"x".to_vec())]),
+                "not a docker-archive",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let err = store.load(&bytes[..]).unwrap_err();
+            assert!(err.to_string().contains(want), "{err} (wanted {want:?})");
+            assert_empty(&store);
+        }
+    }
+
+    #[test]
+    fn picks_this_platform_from_a_multi_platform_oci_archive() {
+        let (_dir, store) = store();
+        let layer = gzip(&tarball(&[("f", b"amd64")]));
+        let config = config_for(&[blob::sha256(&tarball(&[("f", b"amd64")]))]);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": blob::sha256(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": blob::sha256(&layer), "size": layer.len()}],
+        }))
+        .unwrap();
+        let platform = |arch: &str, digest: &str, size: usize| {
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                   "digest": digest, "size": size,
+                   "platform": {"architecture": arch, "os": "linux"}})
+        };
+        let nested = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [
+                platform("arm64", &format!("sha256:{}", "1".repeat(64)), 10),
+                platform(&Arch::default().to_string(), &blob::sha256(&manifest), manifest.len()),
+            ],
+        }))
+        .unwrap();
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": blob::sha256(&nested), "size": nested.len(),
+                "annotations": {"io.containerd.image.name": "docker.io/library/multi:1",
+                                "org.opencontainers.image.ref.name": "1"},
+            }],
+        }))
+        .unwrap();
+        let blob_entry = |data: &[u8]| format!("blobs/sha256/{}", hex(&blob::sha256(data)));
+        let (l, c, m, n) = (
+            blob_entry(&layer),
+            blob_entry(&config),
+            blob_entry(&manifest),
+            blob_entry(&nested),
+        );
+        let bytes = archive(vec![
+            Entry::File("oci-layout", OCI_LAYOUT.as_bytes().to_vec()),
+            Entry::File("index.json", index),
+            Entry::File(&n, nested.clone()),
+            Entry::File(&m, manifest.clone()),
+            Entry::File(&c, config.clone()),
+            Entry::File(&l, layer.clone()),
+        ]);
+        let loaded = store.load(&bytes[..]).unwrap();
+        assert_eq!(loaded[0].image.manifest_digest, blob::sha256(&manifest));
+        assert_eq!(loaded[0].names, [Reference::parse("multi:1").unwrap()]);
+        assert_eq!(store.resolve("multi:1").unwrap().id, blob::sha256(&config));
+    }
+
+    #[test]
+    fn oci_names_prefer_containerd_and_skip_bare_tags() {
+        let with = |annotations: serde_json::Value| {
+            let d: Descriptor = serde_json::from_value(json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": format!("sha256:{}", "a".repeat(64)), "size": 1,
+                "annotations": annotations,
+            }))
+            .unwrap();
+            oci_names(&d)
+                .iter()
+                .map(Reference::familiar)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            with(
+                json!({"io.containerd.image.name": "docker.io/x/y:1", "org.opencontainers.image.ref.name": "1"})
+            ),
+            ["x/y:1"]
+        );
+        assert_eq!(
+            with(json!({"org.opencontainers.image.ref.name": "localhost/app:v1"})),
+            ["localhost/app:v1"]
+        );
+        assert!(with(json!({"org.opencontainers.image.ref.name": "latest"})).is_empty());
+        assert!(with(json!({"org.opencontainers.image.ref.name": "Bad:Name"})).is_empty());
+    }
+
+    #[test]
+    fn symlinks_resolve_within_the_archive() {
+        let r = |link: &str, target: &str| resolve_symlink(Path::new(link), Path::new(target));
+        assert_eq!(
+            r("a/b/layer.tar", "../c.tar"),
+            Some(PathBuf::from("a/c.tar"))
+        );
+        assert_eq!(r("a/layer.tar", "./x/../y"), Some(PathBuf::from("a/y")));
+        assert_eq!(r("a/layer.tar", "../../x"), None);
+        assert_eq!(r("layer.tar", "/etc/passwd"), None);
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!(
+            "docker-archive".parse::<ArchiveFormat>().unwrap(),
+            ArchiveFormat::Docker
+        );
+        assert_eq!(
+            "oci-archive".parse::<ArchiveFormat>().unwrap(),
+            ArchiveFormat::Oci
+        );
+        assert!("tar".parse::<ArchiveFormat>().is_err());
     }
 }

@@ -600,7 +600,7 @@ impl ImageStore {
         descriptor(media_type, &image.manifest_digest, size)
     }
 
-    fn blobs_dir(&self) -> PathBuf {
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
         self.paths.images().join("blobs").join("sha256")
     }
 
@@ -860,35 +860,12 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::testing::{store, tarball};
     use std::sync::Arc;
-
-    fn store() -> (tempfile::TempDir, ImageStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = Paths {
-            root: dir.path().join("root"),
-            run: dir.path().join("run"),
-        };
-        let store = ImageStore::open(&paths).unwrap();
-        (dir, store)
-    }
-
-    fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
-        let mut tar = tar::Builder::new(Vec::new());
-        for (path, data) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(0);
-            tar.append_data(&mut header, path, data.as_bytes()).unwrap();
-        }
-        tar.into_inner().unwrap()
-    }
 
     fn import(store: &ImageStore, content: &str, name: Option<&str>) -> Image {
         let reference = name.map(|n| Reference::parse(n).unwrap());
-        let tar = tarball(&[("etc/hostname", content)]);
+        let tar = tarball(&[("etc/hostname", content.as_bytes())]);
         store.import(&tar[..], "test", reference.as_ref()).unwrap()
     }
 
@@ -1219,7 +1196,7 @@ mod tests {
         let err = |data: &[u8]| store.import(data, "in.tar", None).unwrap_err().to_string();
         assert!(err(b"").contains("in.tar: the tar archive is empty"));
         assert!(err(&[b'x'; 1024]).contains("not a valid tar archive"));
-        let mut evil = tarball(&[("a", "")]);
+        let mut evil = tarball(&[("a", b"")]);
         evil[..1].copy_from_slice(b"/");
         let header = tar::Header::from_byte_slice(&evil[..512]).clone();
         let mut fixed = header;
