@@ -11,13 +11,15 @@
 //!
 //! Entries may not leave the directory: absolute paths, `..` components and paths through a
 //! symlink are refused. Symlink targets are never followed while unpacking. `trusted.overlay.*`
-//! xattrs in the archive are dropped: only whiteouts decide what overlayfs hides.
+//! xattrs in the archive are dropped: only whiteouts decide what overlayfs hides. Other xattrs
+//! the filesystem refuses (`ENOTSUP`, `EPERM`) are skipped, as Docker skips them.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{PermissionsExt, lchown, symlink};
 use std::path::{Component, Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
@@ -245,7 +247,16 @@ impl Unpacker<'_> {
                 .map_err(Error::io("changing mode of", path))?;
         }
         for (name, value) in &meta.xattrs {
-            xattr::set(path, name, value).map_err(Error::io("setting xattrs of", path))?;
+            match xattr::set(path, name, value) {
+                // As Docker does: a filesystem or namespace that takes no such attribute
+                // (`user.*` on a symlink, say) does not make the layer unusable.
+                Err(e)
+                    if matches!(
+                        Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                        Errno::ENOTSUP | Errno::EPERM
+                    ) => {}
+                result => result.map_err(Error::io("setting xattrs of", path))?,
+            }
         }
         if kind != Kind::Dir {
             set_times(path, meta.mtime)?;
@@ -600,6 +611,16 @@ mod tests {
             "overlay xattrs from the archive are dropped"
         );
         assert_eq!(meta("old").mtime(), 1_000_000_000, "set after its children");
+    }
+
+    #[test]
+    fn xattrs_the_filesystem_refuses_are_skipped() {
+        let dir = unpacked(
+            Layer::new()
+                .pax(&[("SCHILY.xattr.user.kept", b"no")])
+                .link(EntryType::Symlink, "link", "target"),
+        );
+        assert!(fs::symlink_metadata(dir.path().join("link")).unwrap().is_symlink());
     }
 
     #[test]
