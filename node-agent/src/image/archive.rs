@@ -933,6 +933,34 @@ mod tests {
     }
 
     #[test]
+    fn content_named_files_must_match_their_names() {
+        let member = |data: &[u8]| Member {
+            digest: blob::sha256(data),
+            size: data.len() as u64,
+        };
+        let good = member(b"config");
+        let hex = hex(&good.digest).to_string();
+        for path in [
+            format!("{hex}.json"),
+            format!("{hex}.tar"),
+            format!("blobs/sha256/{hex}"),
+        ] {
+            assert!(check_content_name(&path, &good).is_ok(), "{path}");
+            assert!(
+                check_content_name(&path, &member(b"other")).is_err(),
+                "{path}"
+            );
+        }
+        // Legacy layer ids and other names say nothing about the content.
+        for path in ["abc/layer.tar", "config.json", &format!("{hex}/layer.tar")] {
+            assert!(
+                check_content_name(path, &member(b"other")).is_ok(),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
     fn formats_parse() {
         assert_eq!(
             "docker-archive".parse::<ArchiveFormat>().unwrap(),
