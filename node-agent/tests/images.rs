@@ -1,8 +1,8 @@
 //! The image commands end to end: the real `berth` binary on a store of its own per test,
 //! and the same archives and layouts read and written by podman and skopeo.
 //!
-//! Interop tests need `podman` and `skopeo` (Debian packages podman, skopeo, buildah,
-//! busybox-static, uidmap) and fail, saying so, when they are missing.
+//! Interop tests need podman, skopeo and a Docker daemon (Debian packages podman, skopeo,
+//! docker.io, busybox-static) and fail, saying so, when they are missing.
 
 use std::fs;
 use std::io::Write;
@@ -651,4 +651,127 @@ fn interop_berth_loads_what_podman_saves() {
         let dirs = store.layer_dirs(&image).unwrap();
         assert!(dirs[0].join("bin/busybox").is_file(), "{format}");
     }
+}
+
+/// A Docker daemon of the test's own (sockets, state and cgroup parent under unique
+/// names, no bridge and no iptables rules), stopped and cleaned up when dropped.
+struct Dockerd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    cgroup: String,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("dockerd is needed for this interop test: apt-get install docker.io");
+        require("docker");
+        let dir = tempfile::tempdir().unwrap();
+        let cgroup = format!("berth-images-dockerd-{}", std::process::id());
+        let child = Command::new(dockerd)
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", dir.path().join("sock").display()))
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg(format!("--cgroup-parent=/{cgroup}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Dockerd { child, dir, cgroup };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !daemon.docker(&["info"]).status.success() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd did not start within 60s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        daemon
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        let host = format!("unix://{}", self.dir.path().join("sock").display());
+        Command::new("docker")
+            .arg("--host")
+            .arg(host)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd stop its containerd; then remove the cgroups it made.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = fs::remove_dir(hierarchy.path().join(&self.cgroup));
+        }
+        let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.cgroup));
+    }
+}
+
+#[test]
+fn interop_docker_loads_and_runs_what_berth_saves_and_back() {
+    let docker = Dockerd::start();
+    let berth = Berth::new();
+    let tarball = busybox_tar(&berth);
+    let id = id_of(&berth.ok(&["import", tarball.to_str().unwrap(), "me/app:v1"]));
+    let archive = berth.file("docker-archive.tar");
+    berth.ok(&["save", "-o", archive.to_str().unwrap(), "me/app:v1"]);
+
+    assert_eq!(
+        docker.ok(&["load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: me/app:v1\n"
+    );
+    assert_eq!(
+        docker
+            .ok(&["image", "inspect", "--format", "{{.Id}}", "me/app:v1"])
+            .trim(),
+        id
+    );
+    let hi = docker.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "me/app:v1",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(hi, "hi\n");
+
+    let saved = berth.file("from-docker.tar");
+    docker.ok(&["save", "-o", saved.to_str().unwrap(), "me/app:v1"]);
+    let target = Berth::new();
+    assert_eq!(
+        target.ok(&["load", "-i", saved.to_str().unwrap()]),
+        "Loaded image: me/app:v1\n"
+    );
+    assert_eq!(target.store().resolve("me/app:v1").unwrap().id, id);
 }
