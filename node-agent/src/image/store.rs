@@ -419,6 +419,11 @@ impl ImageStore {
             ));
         }
         verify(&format!("{what} (uncompressed)"), diff_id, &unpacked?)?;
+        // One syncfs rather than an fsync per file: after a crash, a layer directory in
+        // place is a complete one.
+        File::open(tmp.path())
+            .and_then(|dir| nix::unistd::syncfs(&dir).map_err(io::Error::from))
+            .map_err(Error::io("syncing", tmp.path()))?;
         match renameat2(
             AT_FDCWD,
             tmp.path(),
@@ -670,9 +675,12 @@ impl Staging {
     pub fn add(&mut self, writer: BlobWriter) -> Result<(String, u64), Error> {
         let BlobWriter { path, inner } = writer;
         let (buffered, digest, size) = inner.finish();
+        // Synced here, outside the store lock that committing takes.
         buffered
             .into_inner()
-            .map_err(|e| Error::io("writing", &path)(e.into_error()))?;
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .map_err(Error::io("writing", &path))?;
         self.blobs.entry(digest.clone()).or_insert(path);
         Ok((digest, size))
     }
@@ -692,7 +700,7 @@ impl Staging {
         self.blobs.get(digest).map(PathBuf::as_path)
     }
 
-    /// Moves one staged blob into the store, durably, unless the store has it already.
+    /// Moves one staged (and synced) blob into the store, unless the store has it already.
     fn commit_blob(&self, store: &ImageStore, digest: &str) -> Result<(), Error> {
         let target = store.blob_path(digest)?;
         if target.exists() {
@@ -704,9 +712,6 @@ impl Staging {
                 "it was never staged (a berth bug)",
             )
         })?;
-        File::open(staged)
-            .and_then(|f| f.sync_all())
-            .map_err(Error::io("syncing", staged))?;
         fs::rename(staged, &target).map_err(Error::io("moving into the store", target))
     }
 }
