@@ -19,9 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use flate2::read::MultiGzDecoder;
-use oci_spec::image::{
-    Arch, Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType, Os,
-};
+use oci_spec::image::{Arch, Descriptor, ImageConfiguration, ImageManifest, MediaType, Os};
 use serde::{Deserialize, Serialize};
 
 use super::Error;
@@ -127,7 +125,7 @@ impl ImageStore {
             });
         }
         let json = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::corrupt("manifest.json", e.to_string()))?;
+            .map_err(|e| Error::Internal(format!("serializing manifest.json: {e}")))?;
         tar.file("manifest.json", &json)
     }
 
@@ -316,12 +314,9 @@ fn contents(staging: &Staging, member: &Member) -> Result<Vec<u8>, Error> {
 }
 
 fn staged_path<'a>(staging: &'a Staging, member: &Member) -> Result<&'a Path, Error> {
-    staging.path(&member.digest).ok_or_else(|| {
-        Error::corrupt(
-            format!("blob {}", member.digest),
-            "it was not staged (a berth bug)",
-        )
-    })
+    staging
+        .path(&member.digest)
+        .ok_or_else(|| Error::Internal(format!("blob {} was never staged", member.digest)))
 }
 
 /// Where the symlink at `link` pointing to `target` leads, if it stays in the archive.
@@ -399,16 +394,6 @@ fn docker_images(members: &Members, staging: &mut Staging) -> Result<Vec<NewImag
             &config_member.digest,
             config_member.size,
         )?;
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config.clone())
-            .layers(layers.clone())
-            .build()
-            .map_err(|e| Error::corrupt("new manifest", e.to_string()))?;
-        let manifest_json = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::corrupt("new manifest", e.to_string()))?;
-        let manifest = staging.add_bytes(MediaType::ImageManifest, &manifest_json)?;
         let names = entry
             .repo_tags
             .unwrap_or_default()
@@ -416,14 +401,7 @@ fn docker_images(members: &Members, staging: &mut Staging) -> Result<Vec<NewImag
             .map(|tag| Reference::parse(tag))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::bad_input("archive: manifest.json", e.to_string()))?;
-        let mut blobs = vec![manifest.digest().to_string(), config.digest().to_string()];
-        blobs.extend(layers.iter().map(|l| l.digest().to_string()));
-        images.push(NewImage {
-            manifest,
-            config_digest: config.digest().to_string(),
-            blobs,
-            names,
-        });
+        images.push(staging.add_image(config, layers, names)?);
     }
     Ok(images)
 }

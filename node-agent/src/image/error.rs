@@ -70,6 +70,10 @@ pub enum Error {
         actual: String,
     },
 
+    /// What cannot happen unless berth itself is wrong.
+    #[error("internal error: {0}; this is a berth bug, please report it")]
+    Internal(String),
+
     #[error("layer {layer}: entry \"{entry}\" {reason}; refusing to unpack it")]
     UnsafeEntry {
         layer: String,
@@ -79,6 +83,7 @@ pub enum Error {
 }
 
 impl Error {
+    /// For `map_err`: `.map_err(Error::io("reading", &path))`.
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

@@ -5,15 +5,14 @@ use std::time::SystemTime;
 
 use flate2::write::GzEncoder;
 use oci_spec::image::{
-    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder,
-    MediaType, Os, RootFsBuilder,
+    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, MediaType, Os, RootFsBuilder,
 };
 
 use super::Error;
 use super::blob::{self, Hashing, Tee};
 use super::layer::relative_path;
 use super::reference::Reference;
-use super::store::{Image, ImageStore, NewImage};
+use super::store::{Image, ImageStore};
 
 impl ImageStore {
     /// Makes a one-layer image of `tarball` (a root filesystem as a plain or gzip tar
@@ -67,29 +66,12 @@ impl ImageStore {
             .map_err(spec_bug)?;
         let config_json = serde_json::to_vec(&config).map_err(spec_bug)?;
         let config = staging.add_bytes(MediaType::ImageConfig, &config_json)?;
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config.clone())
-            .layers(vec![layer.clone()])
-            .build()
-            .map_err(spec_bug)?;
-        let manifest_json = serde_json::to_vec(&manifest).map_err(spec_bug)?;
-        let manifest = staging.add_bytes(MediaType::ImageManifest, &manifest_json)?;
-        let image = NewImage {
-            blobs: vec![
-                manifest.digest().to_string(),
-                config.digest().to_string(),
-                layer.digest().to_string(),
-            ],
-            config_digest: config.digest().to_string(),
-            manifest,
-            names: reference.into_iter().cloned().collect(),
-        };
+        let names = reference.into_iter().cloned().collect();
+        let image = staging.add_image(config, vec![layer], names)?;
         let mut committed = self.commit(staging, vec![image])?;
         committed
             .pop()
-            .ok_or_else(|| Error::corrupt("import", "the new image was not committed"))
+            .ok_or_else(|| Error::Internal("the imported image was not committed".into()))
     }
 }
 
@@ -115,8 +97,5 @@ fn check_tar(tar: impl Read, what: &str) -> Result<(), Error> {
 /// oci-spec builders fail only when a required field is missing, and serializing them
 /// only for maps with non-string keys: neither happens above.
 fn spec_bug(e: impl std::fmt::Display) -> Error {
-    Error::corrupt(
-        "new image",
-        format!("building its metadata failed (a berth bug): {e}"),
-    )
+    Error::Internal(format!("building an image config: {e}"))
 }

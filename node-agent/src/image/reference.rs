@@ -77,15 +77,6 @@ impl Reference {
         self.format(self.familiar_name())
     }
 
-    /// The same repository with another tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference {
-            tag: Some(tag.to_string()),
-            digest: None,
-            ..self.clone()
-        }
-    }
-
     fn format(&self, mut name: String) -> String {
         if let Some(tag) = &self.tag {
             name.push(':');
@@ -425,7 +416,6 @@ mod tests {
         assert_eq!(r.path(), "a/b");
         assert_eq!(r.name(), "localhost:5000/a/b");
         assert_eq!(r.tag(), Some("t"));
-        assert_eq!(r.with_tag("u").to_string(), "localhost:5000/a/b:u");
         assert_eq!(
             "busybox".parse::<Reference>().unwrap().tag(),
             Some("latest")

@@ -21,7 +21,8 @@ use std::time::{Duration, SystemTime};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use oci_spec::image::{
-    Descriptor, DescriptorBuilder, ImageConfiguration, ImageManifest, MediaType,
+    Descriptor, DescriptorBuilder, ImageConfiguration, ImageManifest, ImageManifestBuilder,
+    MediaType,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -502,9 +503,7 @@ impl ImageStore {
                     .iter()
                     .find(|i| &i.manifest_digest == digest)
                     .cloned()
-                    .ok_or_else(|| {
-                        Error::corrupt(format!("manifest {digest}"), "vanished while committing")
-                    })
+                    .ok_or_else(|| Error::Internal(format!("manifest {digest} vanished")))
             })
             .collect()
     }
@@ -695,6 +694,35 @@ impl Staging {
         descriptor(media_type, &digest, size)
     }
 
+    /// Stages an OCI manifest for `config` and `layers` (staged or in the store already)
+    /// and returns the image to commit.
+    pub fn add_image(
+        &mut self,
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+        names: Vec<Reference>,
+    ) -> Result<NewImage, Error> {
+        let mut blobs = vec![config.digest().to_string()];
+        blobs.extend(layers.iter().map(|l| l.digest().to_string()));
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(layers)
+            .build()
+            .map_err(|e| Error::Internal(format!("building a manifest: {e}")))?;
+        let json = serde_json::to_vec(&manifest)
+            .map_err(|e| Error::Internal(format!("serializing a manifest: {e}")))?;
+        let manifest = self.add_bytes(MediaType::ImageManifest, &json)?;
+        blobs.insert(0, manifest.digest().to_string());
+        Ok(NewImage {
+            config_digest: blobs[1].clone(),
+            manifest,
+            blobs,
+            names,
+        })
+    }
+
     /// Where the staged blob `digest` is.
     pub fn path(&self, digest: &str) -> Option<&Path> {
         self.blobs.get(digest).map(PathBuf::as_path)
@@ -706,12 +734,9 @@ impl Staging {
         if target.exists() {
             return Ok(());
         }
-        let staged = self.path(digest).ok_or_else(|| {
-            Error::corrupt(
-                format!("blob {digest}"),
-                "it was never staged (a berth bug)",
-            )
-        })?;
+        let staged = self
+            .path(digest)
+            .ok_or_else(|| Error::Internal(format!("blob {digest} was never staged")))?;
         fs::rename(staged, &target).map_err(Error::io("moving into the store", target))
     }
 }
