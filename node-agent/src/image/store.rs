@@ -1,10 +1,10 @@
 //! The image store: an OCI image layout under `$BERTH_ROOT/images`, with each layer
 //! unpacked once per diff id under `$BERTH_ROOT/layers`.
 //!
-//! Blobs are immutable and content-addressed; `index.json` names the images (see
-//! [`super::index`]). New content is written and verified in a [`Staging`] area under
+//! Blobs are immutable and content-addressed; `index.json` names the images (see the
+//! `index` module). New content is written and verified in a staging area under
 //! `$BERTH_ROOT/tmp`, then moved into `blobs/` and named in `index.json` in one step under
-//! the store lock ([`ImageStore::commit`]). Garbage collection runs under the same lock, so
+//! the store lock (`ImageStore::commit`). Garbage collection runs under the same lock, so
 //! it never sees blobs that are in the store but not yet named. Readers take no lock:
 //! `index.json` is replaced atomically, and blobs appear by rename.
 //!
@@ -116,8 +116,8 @@ pub enum Removal {
     Deleted(String),
 }
 
-/// A new image for [`ImageStore::commit`]: its manifest and everything it references,
-/// all already in the staging area it is committed with.
+/// A new image for [`ImageStore::commit`]: its manifest and the blobs it references,
+/// each in the staging area it is committed with or in the store already.
 pub(crate) struct NewImage {
     pub manifest: Descriptor,
     pub config_digest: String,
