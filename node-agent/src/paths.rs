@@ -14,6 +14,15 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// An installation at `root` and `run`, with the default cgroup parent.
+    pub fn at(root: PathBuf, run: PathBuf) -> Self {
+        Self {
+            root,
+            run,
+            cgroup_parent: "berth".to_string(),
+        }
+    }
+
     pub fn from_env() -> Self {
         let var = |name: &str, default: &str| {
             std::env::var_os(name)

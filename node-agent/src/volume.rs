@@ -136,11 +136,7 @@ mod tests {
 
     fn paths() -> (tempfile::TempDir, Paths) {
         let dir = tempfile::tempdir().unwrap();
-        let p = Paths {
-            root: dir.path().into(),
-            run: dir.path().join("run"),
-            cgroup_parent: "berth-test".into(),
-        };
+        let p = Paths::at(dir.path().into(), dir.path().join("run"));
         (dir, p)
     }
 

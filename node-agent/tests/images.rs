@@ -7,117 +7,28 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 use berth::image::ImageStore;
-use berth::paths::Paths;
+use common::{Env, busybox_tar};
 use serde_json::Value;
 
-/// A berth installation of its own: `BERTH_ROOT` and `BERTH_RUN` in a temporary directory.
-struct Berth {
-    dir: tempfile::TempDir,
+fn store(berth: &Env) -> ImageStore {
+    ImageStore::open(&berth.paths()).unwrap()
 }
 
-impl Berth {
-    fn new() -> Berth {
-        Berth {
-            dir: tempfile::tempdir().expect("creating a temporary directory"),
-        }
-    }
-
-    fn paths(&self) -> Paths {
-        Paths {
-            root: self.dir.path().join("root"),
-            run: self.dir.path().join("run"),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let paths = self.paths();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command
-            .args(args)
-            .env("BERTH_ROOT", &paths.root)
-            .env("BERTH_RUN", &paths.run);
-        command
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut command = self.command(args);
-        command
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("starting berth");
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs berth, expects success, returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_with(args, None)
-    }
-
-    fn ok_with(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs berth, expects it to fail with `code`, returns its standard error.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args, None);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "berth {args:?}: stdout {}, stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn store(&self) -> ImageStore {
-        ImageStore::open(&self.paths()).unwrap()
-    }
-
-    fn blob_count(&self) -> usize {
-        let blobs = self.paths().images().join("blobs/sha256");
-        fs::read_dir(blobs).unwrap().count()
-    }
-
-    fn is_empty(&self) -> bool {
-        let tmp_empty = fs::read_dir(self.paths().tmp()).unwrap().next().is_none();
-        self.blob_count() == 0 && tmp_empty && self.ok(&["images", "-q"]).is_empty()
-    }
+fn blob_count(berth: &Env) -> usize {
+    let blobs = berth.paths().images().join("blobs/sha256");
+    fs::read_dir(blobs).unwrap().count()
 }
 
-/// A busybox root filesystem tarball, made by the project's script.
-fn busybox_tar(berth: &Berth) -> PathBuf {
-    let out = berth.file("busybox.tar");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/busybox-rootfs.sh");
-    let status = Command::new("sh").arg(script).arg(&out).status().unwrap();
-    assert!(
-        status.success(),
-        "{script} failed; is busybox-static installed?"
-    );
-    out
+/// No blob, no temporary file and no image: what a failed or undone command leaves.
+fn store_is_empty(berth: &Env) -> bool {
+    let tmp_empty = fs::read_dir(berth.paths().tmp()).unwrap().next().is_none();
+    blob_count(berth) == 0 && tmp_empty && berth.ok(&["images", "-q"]).is_empty()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -136,7 +47,7 @@ fn id_of(output: &str) -> String {
 }
 
 /// Rows of `berth images` below its header, split into columns.
-fn image_rows(berth: &Berth) -> Vec<Vec<String>> {
+fn image_rows(berth: &Env) -> Vec<Vec<String>> {
     let out = berth.ok(&["images"]);
     let mut lines = out.lines();
     let header: Vec<&str> = lines
@@ -160,8 +71,8 @@ fn image_rows(berth: &Berth) -> Vec<Vec<String>> {
 
 #[test]
 fn import_list_tag_and_remove() {
-    let berth = Berth::new();
-    let tarball = busybox_tar(&berth);
+    let berth = Env::empty();
+    let tarball = busybox_tar().to_path_buf();
     let id = id_of(&berth.ok(&["import", tarball.to_str().unwrap(), "base"]));
 
     let rows = image_rows(&berth);
@@ -205,18 +116,18 @@ fn import_list_tag_and_remove() {
             "Untagged: base:latest\nUntagged: localhost:5000/team/app:v2\nDeleted: {id}\nDeleted: {other}\n"
         )
     );
-    assert!(berth.is_empty(), "rmi leaves no blob behind");
+    assert!(store_is_empty(&berth), "rmi leaves no blob behind");
 }
 
 #[test]
 fn errors_say_what_is_wrong() {
-    let berth = Berth::new();
+    let berth = Env::empty();
     let err = berth.fails(&["rmi", "nosuch"], 1);
     assert_eq!(
         err,
         "berth: image \"nosuch\" not found locally; `berth images` lists what is here\n"
     );
-    let tarball = busybox_tar(&berth);
+    let tarball = busybox_tar().to_path_buf();
     let err = berth.fails(&["import", tarball.to_str().unwrap(), "Foo"], 125);
     assert_eq!(
         err,
@@ -234,13 +145,13 @@ fn errors_say_what_is_wrong() {
         125,
     );
     assert!(err.contains("archive"), "{err}");
-    assert!(berth.is_empty());
+    assert!(store_is_empty(&berth));
 }
 
 #[test]
 fn concurrent_imports_all_land() {
-    let berth = Berth::new();
-    let tarball = busybox_tar(&berth);
+    let berth = Env::empty();
+    let tarball = busybox_tar().to_path_buf();
     let children: Vec<_> = (0..4)
         .map(|i| {
             berth
@@ -298,9 +209,9 @@ fn tricky_layer() -> Vec<u8> {
 
 #[test]
 fn layers_unpack_in_overlay_format() {
-    let berth = Berth::new();
+    let berth = Env::empty();
     let id = id_of(&berth.ok_with(&["import", "-", "tricky"], Some(&tricky_layer())));
-    let store = berth.store();
+    let store = store(&berth);
     let image = store.resolve("tricky").unwrap();
     assert_eq!(image.id, id);
     let dirs = store.layer_dirs(&image).unwrap();
@@ -343,8 +254,8 @@ fn layers_unpack_in_overlay_format() {
 
 #[test]
 fn save_and_load_round_trip() {
-    let source = Berth::new();
-    let tarball = busybox_tar(&source);
+    let source = Env::empty();
+    let tarball = busybox_tar().to_path_buf();
     let id = id_of(&source.ok(&["import", tarball.to_str().unwrap(), "base"]));
     source.ok(&["tag", "base", "localhost:5000/me/app:v1"]);
 
@@ -361,29 +272,29 @@ fn save_and_load_round_trip() {
             "localhost:5000/me/app:v1",
         ]);
 
-        let target = Berth::new();
+        let target = Env::empty();
         let out = target.ok(&["load", "-i", archive]);
         assert_eq!(
             out, "Loaded image: base:latest\nLoaded image: localhost:5000/me/app:v1\n",
             "{format}"
         );
-        let loaded = target.store().resolve("localhost:5000/me/app:v1").unwrap();
+        let loaded = store(&target).resolve("localhost:5000/me/app:v1").unwrap();
         assert_eq!(loaded.id, id, "{format} keeps the image id");
-        assert_eq!(target.store().resolve("base").unwrap().id, id);
-        let dirs = target.store().layer_dirs(&loaded).unwrap();
+        assert_eq!(store(&target).resolve("base").unwrap().id, id);
+        let dirs = store(&target).layer_dirs(&loaded).unwrap();
         assert!(
             dirs[0].join("bin/busybox").is_file(),
             "{format} layers unpack"
         );
 
         // The same archive again, from standard input and gzip-compressed: nothing new.
-        let blobs = target.blob_count();
+        let blobs = blob_count(&target);
         let gz = gzip(&fs::read(archive).unwrap());
         assert_eq!(
             target.ok_with(&["load", "-q"], Some(&gz)),
             "base:latest\nlocalhost:5000/me/app:v1\n"
         );
-        assert_eq!(target.blob_count(), blobs);
+        assert_eq!(blob_count(&target), blobs);
     }
 
     // By id: no name in the archive, so none after loading.
@@ -397,7 +308,7 @@ fn save_and_load_round_trip() {
     std::io::copy(child.stdout.as_mut().unwrap(), &mut bytes).unwrap();
     assert!(child.wait().unwrap().success());
     fs::write(&archive, &bytes).unwrap();
-    let target = Berth::new();
+    let target = Env::empty();
     assert_eq!(
         target.ok(&["load", "-i", archive.to_str().unwrap()]),
         format!("Loaded image ID: {id}\n")
@@ -406,8 +317,8 @@ fn save_and_load_round_trip() {
 
 #[test]
 fn a_corrupt_archive_leaves_nothing_behind() {
-    let source = Berth::new();
-    let tarball = busybox_tar(&source);
+    let source = Env::empty();
+    let tarball = busybox_tar().to_path_buf();
     source.ok(&["import", tarball.to_str().unwrap(), "base"]);
     for format in ["docker-archive", "oci-archive"] {
         let archive = source.file(&format!("{format}.tar"));
@@ -426,19 +337,19 @@ fn a_corrupt_archive_leaves_nothing_behind() {
         let corrupt = source.file("corrupt.tar");
         fs::write(&corrupt, &bytes).unwrap();
 
-        let target = Berth::new();
+        let target = Env::empty();
         let err = target.fails(&["load", "-i", corrupt.to_str().unwrap()], 125);
         assert!(
             err.contains("corrupt") || err.contains("digest"),
             "{format}: {err}"
         );
-        assert!(target.is_empty(), "{format}: nothing half-stored");
+        assert!(store_is_empty(&target), "{format}: nothing half-stored");
 
         // Truncated too.
         fs::write(&corrupt, &bytes[..middle]).unwrap();
         let err = target.fails(&["load", "-i", corrupt.to_str().unwrap()], 125);
         assert!(!err.is_empty());
-        assert!(target.is_empty(), "{format}: nothing half-stored");
+        assert!(store_is_empty(&target), "{format}: nothing half-stored");
     }
 }
 
@@ -486,9 +397,9 @@ impl Drop for PodmanImages {
 #[test]
 fn interop_podman_loads_and_runs_what_berth_saves() {
     require("podman");
-    let berth = Berth::new();
+    let berth = Env::empty();
     let mut podman = PodmanImages(Vec::new());
-    let tarball = busybox_tar(&berth);
+    let tarball = busybox_tar().to_path_buf();
     for format in ["docker-archive", "oci-archive"] {
         let name = podman.name(&format!("save-{format}"));
         let id = id_of(&berth.ok(&["import", tarball.to_str().unwrap(), &name]));
@@ -536,14 +447,14 @@ fn interop_podman_loads_and_runs_what_berth_saves() {
 #[test]
 fn interop_skopeo_reads_the_store_and_oci_archives() {
     require("skopeo");
-    let berth = Berth::new();
-    let tarball = busybox_tar(&berth);
+    let berth = Env::empty();
+    let tarball = busybox_tar().to_path_buf();
     berth.ok(&[
         "import",
         tarball.to_str().unwrap(),
         "localhost/skopeo-test:t1",
     ]);
-    let image = berth.store().resolve("localhost/skopeo-test:t1").unwrap();
+    let image = store(&berth).resolve("localhost/skopeo-test:t1").unwrap();
 
     let layout = format!("oci:{}:t1", berth.paths().images().display());
     let inspected: Value = serde_json::from_str(&tool("skopeo", &["inspect", &layout])).unwrap();
@@ -585,9 +496,9 @@ fn interop_skopeo_reads_the_store_and_oci_archives() {
 #[test]
 fn interop_berth_loads_what_podman_saves() {
     require("podman");
-    let berth = Berth::new();
+    let berth = Env::empty();
     let mut podman = PodmanImages(Vec::new());
-    let tarball = busybox_tar(&berth);
+    let tarball = busybox_tar().to_path_buf();
     let name = podman.name("podman-made");
     tool(
         "podman",
@@ -622,12 +533,12 @@ fn interop_berth_loads_what_podman_saves() {
                 &name,
             ],
         );
-        let target = Berth::new();
+        let target = Env::empty();
         assert_eq!(
             target.ok(&["load", "-i", archive.to_str().unwrap()]),
             format!("Loaded image: {name}\n")
         );
-        let store = target.store();
+        let store = store(&target);
         let image = store.resolve(&name).unwrap();
         assert_eq!(image.id, format!("sha256:{}", podman_id.trim()), "{format}");
         let config = image.config.config().clone().expect("a runtime config");
@@ -739,8 +650,8 @@ impl Drop for Dockerd {
 #[test]
 fn interop_docker_loads_and_runs_what_berth_saves_and_back() {
     let docker = Dockerd::start();
-    let berth = Berth::new();
-    let tarball = busybox_tar(&berth);
+    let berth = Env::empty();
+    let tarball = busybox_tar().to_path_buf();
     let id = id_of(&berth.ok(&["import", tarball.to_str().unwrap(), "me/app:v1"]));
     let archive = berth.file("docker-archive.tar");
     berth.ok(&["save", "-o", archive.to_str().unwrap(), "me/app:v1"]);
@@ -768,10 +679,10 @@ fn interop_docker_loads_and_runs_what_berth_saves_and_back() {
 
     let saved = berth.file("from-docker.tar");
     docker.ok(&["save", "-o", saved.to_str().unwrap(), "me/app:v1"]);
-    let target = Berth::new();
+    let target = Env::empty();
     assert_eq!(
         target.ok(&["load", "-i", saved.to_str().unwrap()]),
         "Loaded image: me/app:v1\n"
     );
-    assert_eq!(target.store().resolve("me/app:v1").unwrap().id, id);
+    assert_eq!(store(&target).resolve("me/app:v1").unwrap().id, id);
 }

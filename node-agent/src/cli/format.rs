@@ -32,7 +32,9 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// "5 minutes", "About an hour", "2 hours", "3 days", "2 weeks", "4 months", "2 years".
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
-    let (mins, hours) = (s / 60, s / 3600);
+    let mins = s / 60;
+    // Docker rounds hours to the nearest.
+    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
     match s {
         0 => "Less than a second".into(),
         1 => "1 second".into(),
@@ -46,6 +48,30 @@ pub fn human_duration(d: Duration) -> String {
         _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
         _ => format!("{} years", hours / 24 / 365),
     }
+}
+
+/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three significant
+/// digits ("2.14MB", "512kB", "1.1GB").
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit + 1 < UNITS.len() {
+        size /= 1000.0;
+        unit += 1;
+    }
+    let integer_digits = match size {
+        s if s < 10.0 => 1,
+        s if s < 100.0 => 2,
+        _ => 3,
+    };
+    let formatted = format!("{size:.prec$}", prec = 3 - integer_digits);
+    let trimmed = if formatted.contains('.') {
+        formatted.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &formatted
+    };
+    format!("{trimmed}{}", UNITS[unit])
 }
 
 /// "3 minutes ago".
@@ -82,6 +108,7 @@ mod tests {
             (120, "2 minutes"),
             (3599, "59 minutes"),
             (3600, "About an hour"),
+            (5400, "2 hours"),
             (7200, "2 hours"),
             (47 * 3600, "47 hours"),
             (48 * 3600, "2 days"),
@@ -91,6 +118,23 @@ mod tests {
         ];
         for (secs, want) in cases {
             assert_eq!(human_duration(Duration::from_secs(secs)), want, "{secs}s");
+        }
+    }
+
+    #[test]
+    fn sizes_read_like_dockers() {
+        let cases = [
+            (0, "0B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (2_140_160, "2.14MB"),
+            (2_100_000, "2.1MB"),
+            (15_500_000, "15.5MB"),
+            (123_456_789, "123MB"),
+            (1_000_000_000, "1GB"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(human_size(bytes), want, "{bytes}");
         }
     }
 

@@ -5,11 +5,11 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use super::format::{ago, human_size, table};
 use crate::image::{ArchiveFormat, ImageStore, Loaded, Reference, Removal};
 use crate::paths::Paths;
 
@@ -75,20 +75,11 @@ pub fn images(paths: &Paths, args: ImagesArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let now = SystemTime::now();
-    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from)];
+    let mut rows = Vec::new();
     for image in &images {
-        let created = image.created().map_or_else(
-            || "N/A".to_string(),
-            |t| {
-                format!(
-                    "{} ago",
-                    human_duration(now.duration_since(t).unwrap_or_default())
-                )
-            },
-        );
+        let created = image.created().map_or_else(|| "N/A".to_string(), ago);
         let mut row = |repository: String, tag: String| {
-            rows.push([
+            rows.push(vec![
                 repository,
                 tag,
                 image.short_id().to_string(),
@@ -104,7 +95,11 @@ pub fn images(paths: &Paths, args: ImagesArgs) -> Result<i32> {
             row(r.familiar_name(), r.tag().unwrap_or("<none>").to_string());
         }
     }
-    write_table(&mut out, &rows)?;
+    write!(
+        out,
+        "{}",
+        table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
+    )?;
     Ok(0)
 }
 
@@ -215,130 +210,4 @@ pub fn rmi(paths: &Paths, args: RmiArgs) -> Result<i32> {
         }
     }
     Ok(status)
-}
-
-/// Columns separated by three spaces, as Docker's tables are.
-fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> io::Result<()> {
-    let mut widths = [0; N];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    for row in rows {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}   "));
-            }
-        }
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
-}
-
-/// Docker's `units.HumanDuration`: "2 minutes", "About an hour", "3 weeks".
-fn human_duration(d: Duration) -> String {
-    let seconds = d.as_secs();
-    let minutes = seconds / 60;
-    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
-    match () {
-        _ if seconds < 1 => "Less than a second".into(),
-        _ if seconds == 1 => "1 second".into(),
-        _ if seconds < 60 => format!("{seconds} seconds"),
-        _ if minutes == 1 => "About a minute".into(),
-        _ if minutes < 60 => format!("{minutes} minutes"),
-        _ if hours == 1 => "About an hour".into(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        _ => format!("{} years", seconds / 3600 / 24 / 365),
-    }
-}
-
-/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three significant
-/// digits ("2.14MB", "512kB", "1.1GB").
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit + 1 < UNITS.len() {
-        size /= 1000.0;
-        unit += 1;
-    }
-    let integer_digits = if size < 10.0 {
-        1
-    } else if size < 100.0 {
-        2
-    } else {
-        3
-    };
-    let formatted = format!("{size:.prec$}", prec = 3 - integer_digits);
-    let trimmed = if formatted.contains('.') {
-        formatted.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &formatted
-    };
-    format!("{trimmed}{}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_docker() {
-        let cases = [
-            (0, "Less than a second"),
-            (1, "1 second"),
-            (59, "59 seconds"),
-            (60, "About a minute"),
-            (150, "2 minutes"),
-            (3599, "59 minutes"),
-            (3600, "About an hour"),
-            (5400, "2 hours"),
-            (47 * 3600, "47 hours"),
-            (3 * 86400, "3 days"),
-            (15 * 86400, "2 weeks"),
-            (90 * 86400, "3 months"),
-            (800 * 86400, "2 years"),
-        ];
-        for (secs, want) in cases {
-            assert_eq!(human_duration(Duration::from_secs(secs)), want, "{secs}s");
-        }
-    }
-
-    #[test]
-    fn sizes_read_like_docker() {
-        let cases = [
-            (0, "0B"),
-            (999, "999B"),
-            (1000, "1kB"),
-            (2_140_160, "2.14MB"),
-            (2_100_000, "2.1MB"),
-            (15_500_000, "15.5MB"),
-            (123_456_789, "123MB"),
-            (1_000_000_000, "1GB"),
-        ];
-        for (bytes, want) in cases {
-            assert_eq!(human_size(bytes), want, "{bytes}");
-        }
-    }
-
-    #[test]
-    fn tables_align_columns() {
-        let rows = [
-            ["A".to_string(), "BB".into(), "C".into()],
-            ["long".into(), "x".into(), "y".into()],
-        ];
-        let mut out = Vec::new();
-        write_table(&mut out, &rows).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "A      BB   C\nlong   x    y\n"
-        );
-    }
 }

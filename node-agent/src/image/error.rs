@@ -9,6 +9,9 @@ pub enum Error {
     #[error("image \"{0}\" not found locally; `berth images` lists what is here")]
     NotFound(String),
 
+    #[error("finding the containers that use images: {0}")]
+    Containers(#[source] Box<crate::runtime::container::Error>),
+
     #[error("invalid reference \"{reference}\": {reason}")]
     InvalidReference {
         reference: String,

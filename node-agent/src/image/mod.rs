@@ -22,10 +22,7 @@ mod testing {
     /// An empty store in a temporary directory (keep the directory alive).
     pub fn store() -> (tempfile::TempDir, ImageStore) {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths {
-            root: dir.path().join("root"),
-            run: dir.path().join("run"),
-        };
+        let paths = Paths::at(dir.path().join("root"), dir.path().join("run"));
         let store = ImageStore::open(&paths).unwrap();
         (dir, store)
     }

@@ -175,11 +175,6 @@ impl ImageStore {
         resolve_in(self.list()?, name_or_id)
     }
 
-    /// What `berth inspect` shows of an image.
-    pub fn inspect_json(&self, image: &Image) -> serde_json::Value {
-        serde_json::json!({ "Id": image.id })
-    }
-
     /// The image's layers unpacked on disk, lowest first, unpacking any not yet there.
     /// Safe to call concurrently for the same layers: each is unpacked into a temporary
     /// directory and renamed into place; a loser of the race discards its copy.
@@ -276,10 +271,7 @@ impl ImageStore {
     }
 
     fn images_in_use(&self) -> Result<Vec<ImageUse>, Error> {
-        crate::runtime::images_in_use(&self.paths).map_err(Error::io(
-            "listing the containers in",
-            self.paths.containers(),
-        ))
+        crate::runtime::images_in_use(&self.paths).map_err(|e| Error::Containers(Box::new(e)))
     }
 
     /// Deletes the blobs no image in `index` references and the unpacked layers no image

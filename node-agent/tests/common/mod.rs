@@ -100,15 +100,54 @@ impl Env {
         c
     }
 
+    pub fn paths(&self) -> berth::paths::Paths {
+        berth::paths::Paths::at(self.root.clone(), self.run.clone())
+    }
+
+    /// A path for a test's own files, removed with the installation.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self._dir.path().join(name)
+    }
+
     pub fn berth(&self, args: &[&str]) -> Run {
-        self.command(args).output().unwrap().into()
+        self.berth_with(args, None)
+    }
+
+    /// Runs a command with `stdin` as its standard input.
+    pub fn berth_with(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        let mut command = self.command(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if stdin.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        child.wait_with_output().unwrap().into()
     }
 
     /// Runs a command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let r = self.berth(args);
+        self.ok_with(args, None)
+    }
+
+    pub fn ok_with(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let r = self.berth_with(args, stdin);
         assert_eq!(r.code, 0, "berth {args:?} failed: {}{}", r.stdout, r.stderr);
         r.stdout
+    }
+
+    /// Runs a command that must fail with `code`; returns its stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let r = self.berth(args);
+        assert_eq!(
+            r.code, code,
+            "berth {args:?}: stdout {}, stderr {}",
+            r.stdout, r.stderr
+        );
+        r.stderr
     }
 
     /// `berth inspect` of one object, parsed.
