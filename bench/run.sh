@@ -4,6 +4,8 @@
 #   runc run (a bundle of the same rootfs; runc's default spec has its own network namespace)
 #   docker run --rm --network none IMG true   (Debian's docker.io engine, started here)
 #   podman run --rm --network none IMG true   (when it can run on this host)
+# The commands run in that order, round after round is not possible with hyperfine, so
+# compare ratios from one run rather than absolute times across runs.
 # plus the resident memory of a detached container's monitor.
 # Usage: bench/run.sh BERTH BUSYBOX_ROOTFS_TAR. Needs root, hyperfine, runc; docker.io and
 # podman are optional (skipped with a note when absent).
@@ -42,8 +44,9 @@ PY
 commands=(-n "berth" "$berth run --rm --network none bench:latest true"
           -n "runc" "runc --root $work/runc run --bundle $work/bundle bench")
 
+# Debian's client, matching its engine (a newer client may sit earlier in PATH).
 docker=/usr/bin/docker
-if [ -x /usr/bin/dockerd ]; then
+if command -v dockerd >/dev/null && [ -x "$docker" ]; then
     dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
         --pidfile "$work/docker.pid" --iptables=false --ip6tables=false --bridge=none >"$work/dockerd.log" 2>&1 &
     dockerd_pid=$!
@@ -57,10 +60,13 @@ fi
 
 if command -v podman >/dev/null; then
     podman import "$tar" berth-bench >/dev/null 2>&1 || true
-    if podman run --rm --network none --ulimit host berth-bench true >/dev/null 2>&1; then
-        commands+=(-n "podman" "podman run --rm --network none --ulimit host berth-bench true")
+    # podman asks for rlimits above this host's hard limits unless told otherwise
+    # (and this host denies CAP_SYS_RESOURCE), hence the explicit ulimits.
+    podman_run="podman run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 berth-bench true"
+    if $podman_run >/dev/null 2>&1; then
+        commands+=(-n "podman" "$podman_run")
     else
-        echo "note: podman cannot run containers here: $(podman run --rm --network none --ulimit host berth-bench true 2>&1 | tail -1)"
+        echo "note: podman cannot run containers here: $($podman_run 2>&1 | tail -1)"
     fi
 fi
 

@@ -1,9 +1,7 @@
 //! `berth run|ps|logs|exec|stop|kill|rm|wait|inspect`.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -18,7 +16,6 @@ use crate::paths::Paths;
 use crate::runtime::container::{self, Container, Liveness, RestartPolicy};
 use crate::runtime::create::{self, CreateOptions};
 use crate::runtime::exec::{self, ExecOptions};
-use crate::runtime::init::StartError;
 use crate::runtime::logs::{self, Entry, Follower, Stream};
 use crate::runtime::monitor::{self, Attach};
 use crate::runtime::options::{self, parse_env, parse_env_file};
@@ -203,53 +200,17 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     if !a.detach {
         return Ok(monitor::run(paths, c, Attach::Foreground));
     }
-    // The monitor re-executes this binary, so it is single-threaded from its first
-    // instruction; it reports on its stdout once the container has started.
-    let mut child = Command::new("/proc/self/exe")
-        .arg("--root")
-        .arg(&paths.root)
-        .arg("--runroot")
-        .arg(&paths.run)
-        .arg("--cgroup-parent")
-        .arg(&paths.cgroup_parent)
-        .arg("__monitor")
-        .arg(&c.config.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(c.dir.join("monitor.log")).context("creating the monitor's log")?)
-        .spawn()
-        .context("starting the container's monitor")?;
-    let mut report = Vec::new();
-    let _ = child.stdout.take().expect("piped").read_to_end(&mut report);
-    if report == b"ok" {
-        println!("{}", c.config.id);
-        return Ok(0);
+    match monitor::spawn_detached(paths, &c) {
+        Ok(()) => {
+            println!("{}", c.config.id);
+            Ok(0)
+        }
+        Err(monitor::SpawnError::Start(err)) => {
+            eprintln!("berth: {}", err.message);
+            Ok(err.code)
+        }
+        Err(e) => Err(e.into()),
     }
-    if let Some(err) = report.strip_prefix(b"err ") {
-        let err = StartError::decode(err);
-        eprintln!("berth: {}", err.message);
-        return Ok(err.code);
-    }
-    let status = child.wait()?;
-    bail!(
-        "the monitor of container {} exited ({status}) before the container started; see {}",
-        c.config.name,
-        c.dir.join("monitor.log").display()
-    )
-}
-
-#[derive(Args)]
-pub struct MonitorArgs {
-    id: String,
-}
-
-pub fn monitor(paths: &Paths, a: MonitorArgs) -> Result<i32> {
-    // A session of its own: the terminal that ran `berth run -d` may go away.
-    let _ = nix::unistd::setsid();
-    let c = container::load(paths, &a.id)?;
-    // Our stdout is the pipe `berth run -d` reads the start report from.
-    let ready = File::from(nix::unistd::dup(std::io::stdout().as_fd())?);
-    Ok(monitor::run(paths, c, Attach::Detached { ready }))
 }
 
 #[derive(Args)]

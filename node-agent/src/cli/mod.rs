@@ -83,9 +83,6 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
-    /// Internal: the per-container monitor, started by `berth run -d`
-    #[command(name = "__monitor", hide = true)]
-    Monitor(containers::MonitorArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -120,7 +117,6 @@ pub fn main() -> i32 {
         Command::Tag(a) => images::tag(&paths, a),
         Command::Rmi(a) => images::rmi(&paths, a),
         Command::Volume(c) => volumes::run(&paths, c),
-        Command::Monitor(a) => containers::monitor(&paths, a),
     };
     match result {
         Ok(code) => code,

@@ -609,7 +609,10 @@ impl ImageStore {
         self.paths.images().join("index.json")
     }
 
-    fn lock(&self) -> Result<Lock, Error> {
+    /// The store's exclusive lock. Besides the store's own updates, whoever makes a
+    /// container from an image holds it from resolving the image until the container is
+    /// recorded, so a concurrent `rmi` cannot collect the image's layers in between.
+    pub fn lock(&self) -> Result<Lock, Error> {
         let path = self.paths.images().join("index.lock");
         Lock::exclusive(&path).map_err(Error::io("locking", path))
     }

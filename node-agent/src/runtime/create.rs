@@ -132,6 +132,7 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         return Err(Error::RestartWithRm(format!("{restart:?}").to_lowercase()));
     }
     let store = ImageStore::open(paths)?;
+    let _image_lock = store.lock()?;
     let image = store.resolve(&opts.image)?;
     let layers = store.layer_dirs(&image)?;
     let empty = Vec::new();

@@ -35,6 +35,101 @@ pub enum Attach {
     Foreground,
 }
 
+/// `berth __monitor ID`: how a detached monitor is started (see [`spawn_detached`]).
+pub const ENTRY: &str = "__monitor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The container could not start; its exit code says why (125, 126, 127).
+    #[error("{0}")]
+    Start(StartError),
+    #[error("starting the monitor of container {name}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the monitor of container {name} exited ({status}) before the container started; see {log}"
+    )]
+    Died {
+        name: String,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+}
+
+/// Starts a detached monitor for `c` and returns once the container runs (or failed to
+/// start). The monitor re-executes this binary, so it is single-threaded from its first
+/// instruction whatever the caller is; it reports on its stdout and then runs on alone.
+pub fn spawn_detached(paths: &Paths, c: &Container) -> Result<(), SpawnError> {
+    let io = |source| SpawnError::Io {
+        name: c.config.name.clone(),
+        source,
+    };
+    let log = c.dir.join("monitor.log");
+    let mut child = std::process::Command::new("/proc/self/exe")
+        .arg(ENTRY)
+        .arg(&c.config.id)
+        .env("BERTH_ROOT", &paths.root)
+        .env("BERTH_RUN", &paths.run)
+        .env("BERTH_CGROUP_PARENT", &paths.cgroup_parent)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(File::create(&log).map_err(io)?)
+        .spawn()
+        .map_err(io)?;
+    let mut report = Vec::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_end(&mut report);
+    if report == b"ok" {
+        return Ok(());
+    }
+    if let Some(err) = report.strip_prefix(b"err ") {
+        return Err(SpawnError::Start(StartError::decode(err)));
+    }
+    let status = child.wait().map_err(io)?;
+    Err(SpawnError::Died {
+        name: c.config.name.clone(),
+        status,
+        log: log.display().to_string(),
+    })
+}
+
+/// The body of `berth __monitor ID`; the installation comes from the environment.
+pub fn detached_main(id: Option<&std::ffi::OsStr>) -> i32 {
+    let paths = Paths::from_env();
+    let Some(id) = id.and_then(|i| i.to_str()) else {
+        eprintln!("berth {ENTRY}: expected a container id");
+        return init::EXIT_SETUP_FAILED;
+    };
+    // A session of its own: the terminal that ran `berth run -d` may go away.
+    let _ = nix::unistd::setsid();
+    let c = match super::container::load(&paths, id) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth {ENTRY}: {e}");
+            return init::EXIT_SETUP_FAILED;
+        }
+    };
+    // Our stdout is the pipe `spawn_detached` reads the start report from.
+    match nix::unistd::dup(std::io::stdout().as_fd()) {
+        Ok(fd) => run(
+            &paths,
+            c,
+            Attach::Detached {
+                ready: File::from(fd),
+            },
+        ),
+        Err(e) => {
+            eprintln!("berth {ENTRY}: {e}");
+            init::EXIT_SETUP_FAILED
+        }
+    }
+}
+
 /// Signals the monitor takes through its signalfd.
 const HANDLED: [Signal; 9] = [
     Signal::SIGCHLD,
@@ -124,6 +219,7 @@ pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
             if let Ok(null) = File::options().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(null.as_fd());
             }
+            release_startup_code();
         }
 
         let code = supervise(&running, &signals, &mut log, foreground);
@@ -154,6 +250,39 @@ pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
             let _ = super::lifecycle::remove_files(paths, &c);
         }
         return code;
+    }
+}
+
+/// Drops from this process's memory the pages of code and constants that starting the
+/// container touched: a detached monitor then keeps resident only what its supervision
+/// loop uses, faulted back in from the page cache as it runs. Only read-only mappings
+/// with no private (copied-on-write) pages are released: dropping those loses nothing,
+/// whereas relocated read-only data must stay.
+fn release_startup_code() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else { continue };
+        if let Some((start, end)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let read_only = matches!(fields.next(), Some("r-xp" | "r--p"));
+            current = match (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                (Ok(s), Ok(e)) if read_only => Some((s, e)),
+                _ => None,
+            };
+        } else if first == "Anonymous:"
+            && let (Some((start, end)), Some("0")) = (current.take(), fields.next())
+        {
+            // SAFETY: a read-only mapping of ours holding only unmodified file pages:
+            // MADV_DONTNEED drops their page table entries, and the next access reads
+            // the same bytes from the file again.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
     }
 }
 
