@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use super::cgroup::{Cgroup, Hierarchy};
 use super::init::Rootfs;
 use crate::fsutil::write_atomic;
 use crate::net::NetworkMode;
@@ -240,6 +241,18 @@ impl Container {
 
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("container.log")
+    }
+
+    /// The container's cgroup, as its spec names it, on this host's hierarchies.
+    pub fn cgroup(&self) -> Result<Cgroup, super::cgroup::Error> {
+        let path = self
+            .config
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .unwrap_or_default();
+        Ok(Cgroup::new(Hierarchy::detect()?, &path.to_string_lossy()))
     }
 }
 

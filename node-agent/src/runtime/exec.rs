@@ -12,7 +12,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::pipe2;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::cgroup::{Cgroup, Hierarchy};
+use super::cgroup::Cgroup;
 use super::container::Container;
 use super::init::{self, StartError};
 use super::{spec, user};
@@ -105,14 +105,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32, Error> {
             joins.push((fd, flag));
         }
     }
-    let cgroup_path = c
-        .config
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_default();
-    let cgroup = Cgroup::new(Hierarchy::detect()?, &cgroup_path.to_string_lossy());
+    let cgroup = c.cgroup()?;
     if spec_ns.contains(&LinuxNamespaceType::Pid) {
         // Affects only the children of this process: the one forked below is born there.
         let pid_ns = open(

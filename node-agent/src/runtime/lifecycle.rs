@@ -10,7 +10,6 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
-use super::cgroup::{Cgroup, Hierarchy};
 use super::container::{self, Container, Liveness, ProcessRef, Status};
 use super::sys;
 use crate::paths::Paths;
@@ -110,7 +109,7 @@ pub fn stop(paths: &Paths, c: &Container, timeout: Duration) -> Result<(), Error
 /// The monitor is gone, so nobody could collect the exit status: record what is known
 /// and release the cgroup.
 fn record_orphan_exit(_paths: &Paths, c: &Container) -> Result<(), Error> {
-    cgroup_of(c)?.remove()?;
+    c.cgroup()?.remove()?;
     let mut c = c.clone();
     c.state.status = Status::Exited;
     c.state.process = None;
@@ -118,17 +117,6 @@ fn record_orphan_exit(_paths: &Paths, c: &Container) -> Result<(), Error> {
     c.state.error = Some("the container's monitor had died; its exit code is unknown".into());
     c.save_state()?;
     Ok(())
-}
-
-fn cgroup_of(c: &Container) -> Result<Cgroup, Error> {
-    let path = c
-        .config
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_default();
-    Ok(Cgroup::new(Hierarchy::detect()?, &path.to_string_lossy()))
 }
 
 /// `berth rm`: refuses a running container unless `force`, which kills it first.
@@ -139,7 +127,7 @@ pub fn remove(paths: &Paths, c: &Container, force: bool) -> Result<(), Error> {
         }
         stop(paths, c, Duration::ZERO)?;
     } else if c.liveness() == Liveness::Dead {
-        cgroup_of(c)?.remove()?;
+        c.cgroup()?.remove()?;
     }
     // A foreground or --rm monitor may still be finishing; it must not outlive the files.
     if let Some(m) = c.state.monitor.and_then(open) {

@@ -19,7 +19,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::cgroup::{Cgroup, Hierarchy};
+use super::cgroup::Cgroup;
 use super::container::{Container, ProcessRef, RestartPolicy, Status};
 use super::init::{self, InitArgs, StartError};
 use super::logs::{LogWriter, Stream};
@@ -152,53 +152,15 @@ struct Running {
 /// Runs the container until it is done (including restarts) and returns its last exit
 /// code, or the start failure's code.
 pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
-    let mut mask = SigSet::empty();
-    for s in HANDLED {
-        mask.add(s);
-    }
-    let signals = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
     let mut ready = match attach {
         Attach::Detached { ready } => Some(ready),
         Attach::Foreground => None,
     };
     let foreground = ready.is_none();
-    let cgroup = Hierarchy::detect().map(|h| Cgroup::new(h, &cgroups_path(&c)));
-    let (signals, cgroup) = match (signals, cgroup) {
-        (Ok(s), Ok(cg)) => (s, cg),
-        (Err(e), _) => {
-            return finish_failed(
-                paths,
-                &mut c,
-                &mut ready,
-                StartError {
-                    code: 125,
-                    message: format!("signalfd: {e}"),
-                },
-            );
-        }
-        (_, Err(e)) => {
-            return finish_failed(
-                paths,
-                &mut c,
-                &mut ready,
-                StartError {
-                    code: 125,
-                    message: e.to_string(),
-                },
-            );
-        }
-    };
     c.state.monitor = ProcessRef::of(nix::unistd::getpid());
-    let mut log = match LogWriter::open(&c.log_path(), c.config.log) {
-        Ok(l) => l,
-        Err(e) => {
-            let err = StartError {
-                code: 125,
-                message: format!("opening {}: {e}", c.log_path().display()),
-            };
-            return finish_failed(paths, &mut c, &mut ready, err);
-        }
+    let (signals, cgroup, mut log) = match prepare(&c) {
+        Ok(prepared) => prepared,
+        Err(e) => return finish_failed(paths, &mut c, &mut ready, e),
     };
 
     let mut backoff = Duration::from_millis(100);
@@ -286,14 +248,20 @@ fn release_startup_code() {
     }
 }
 
-fn cgroups_path(c: &Container) -> String {
-    c.config
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// What the monitor needs before the first start: signals through a signalfd (blocked
+/// first, so none is lost), the cgroup handle and the log.
+fn prepare(c: &Container) -> Result<(SignalFd, Cgroup, LogWriter), StartError> {
+    let mut mask = SigSet::empty();
+    for s in HANDLED {
+        mask.add(s);
+    }
+    let signals = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK))
+        .map_err(|e| setup_err("signalfd", e))?;
+    let cgroup = c.cgroup().map_err(|e| setup_err("cgroups", e))?;
+    let log = LogWriter::open(&c.log_path(), c.config.log)
+        .map_err(|e| setup_err(&format!("opening {}", c.log_path().display()), e))?;
+    Ok((signals, cgroup, log))
 }
 
 /// Docker's rules: `on-failure[:N]` restarts on a non-zero exit, at most N times when
