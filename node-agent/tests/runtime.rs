@@ -718,3 +718,28 @@ fn foreground_run_forwards_signals_and_returns_the_exit_code() {
     assert_eq!(child.wait().unwrap().code(), Some(5));
     env.assert_clean();
 }
+
+#[test]
+fn an_entrypoint_script_that_execs_leaves_its_program_as_pid_1() {
+    let env = Env::new();
+    // The shape of a boot.sh ending in `exec gunicorn ...`.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "booted",
+        "--entrypoint",
+        "/bin/sh",
+        "base",
+        "-c",
+        "echo booting; exec sleep 60",
+    ]);
+    env.wait_for("the script to exec", Duration::from_secs(10), || {
+        env.ok(&["exec", "booted", "cat", "/proc/1/comm"]) == "sleep\n"
+    });
+    env.wait_for("the script's output", Duration::from_secs(10), || {
+        env.ok(&["logs", "booted"]) == "booting\n"
+    });
+    env.ok(&["rm", "-f", "booted"]);
+    env.assert_clean();
+}
