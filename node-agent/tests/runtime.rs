@@ -672,8 +672,18 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
 fn not_root_is_refused_clearly() {
     use std::os::unix::process::CommandExt;
     let env = Env::new();
+    // The build directory may be out of an unprivileged user's reach (CI builds under
+    // /root): run a copy from a directory anyone can enter.
+    let dir = env.file("bin");
+    std::fs::create_dir(&dir).unwrap();
+    let berth = dir.join("berth");
+    std::fs::copy(common::BERTH, &berth).unwrap();
+    for open in [&dir, env.file("").as_path()] {
+        std::fs::set_permissions(open, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
     let out = env
-        .command(&["run", "--rm", "base", "true"])
+        .command_of(&berth, &["run", "--rm", "base", "true"])
         .uid(65534)
         .gid(65534)
         .output()

@@ -91,7 +91,12 @@ impl Env {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BERTH);
+        self.command_of(Path::new(BERTH), args)
+    }
+
+    /// A command running `program` (a copy of berth) on this installation.
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .env("BERTH_ROOT", &self.root)
             .env("BERTH_RUN", &self.run)
