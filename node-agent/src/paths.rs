@@ -2,40 +2,73 @@
 
 use std::path::{Path, PathBuf};
 
-/// The two roots of a berth installation: persistent state (`$BERTH_ROOT`, default
-/// `/var/lib/berth`) and runtime state that does not survive a reboot (`$BERTH_RUN`,
-/// default `/run/berth`). Tests and each e2e host use roots of their own.
+/// A berth installation: where its state lives and the names it uses for things that are
+/// global to the host. Persistent state lives under `$BERTH_ROOT` (default
+/// `/var/lib/berth`), runtime state that does not survive a reboot under `$BERTH_RUN`
+/// (default `/run/berth`). Tests and each e2e host use installations of their own, with
+/// their own cgroup parent, default bridge, subnet and nftables table.
 #[derive(Clone, Debug)]
 pub struct Paths {
     pub root: PathBuf,
     pub run: PathBuf,
     /// The cgroup (relative to each hierarchy's root) under which containers get theirs.
     pub cgroup_parent: String,
+    /// The default network's bridge interface and subnet.
+    pub bridge: String,
+    pub bridge_subnet: String,
+    /// The nftables table (family inet) holding all of this installation's rules.
+    pub nft_table: String,
 }
 
+/// Environment variable and default of each setting, in `Paths` field order.
+const SETTINGS: [(&str, &str); 6] = [
+    ("BERTH_ROOT", "/var/lib/berth"),
+    ("BERTH_RUN", "/run/berth"),
+    ("BERTH_CGROUP_PARENT", "berth"),
+    ("BERTH_BRIDGE", "berth0"),
+    ("BERTH_BRIDGE_SUBNET", "10.88.0.0/16"),
+    ("BERTH_NFT_TABLE", "berth"),
+];
+
 impl Paths {
-    /// An installation at `root` and `run`, with the default cgroup parent.
+    /// An installation at `root` and `run`, with the default names.
     pub fn at(root: PathBuf, run: PathBuf) -> Self {
         Self {
             root,
             run,
-            cgroup_parent: "berth".to_string(),
+            ..Self::from_values(|_| None)
         }
     }
 
+    /// The installation the `BERTH_*` environment variables describe.
     pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from(default), PathBuf::from)
-        };
+        Self::from_values(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn from_values(value: impl Fn(&str) -> Option<String>) -> Self {
+        let [root, run, cgroup_parent, bridge, bridge_subnet, nft_table] =
+            SETTINGS.map(|(name, default)| value(name).unwrap_or_else(|| default.to_string()));
         Self {
-            root: var("BERTH_ROOT", "/var/lib/berth"),
-            run: var("BERTH_RUN", "/run/berth"),
-            cgroup_parent: var("BERTH_CGROUP_PARENT", "berth")
-                .to_string_lossy()
-                .into_owned(),
+            root: root.into(),
+            run: run.into(),
+            cgroup_parent,
+            bridge,
+            bridge_subnet,
+            nft_table,
         }
+    }
+
+    /// The environment that describes this installation to another berth process.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let values = [
+            self.root.display().to_string(),
+            self.run.display().to_string(),
+            self.cgroup_parent.clone(),
+            self.bridge.clone(),
+            self.bridge_subnet.clone(),
+            self.nft_table.clone(),
+        ];
+        SETTINGS.iter().map(|(name, _)| *name).zip(values).collect()
     }
 
     pub fn images(&self) -> PathBuf {
@@ -65,5 +98,21 @@ impl Paths {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_round_trips() {
+        let mut p = Paths::at("/r".into(), "/x".into());
+        p.bridge = "bt1".into();
+        let env = p.env();
+        let back =
+            Paths::from_values(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()));
+        assert_eq!(format!("{back:?}"), format!("{p:?}"));
+        assert_eq!(Paths::at("/r".into(), "/x".into()).nft_table, "berth");
     }
 }

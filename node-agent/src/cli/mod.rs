@@ -99,6 +99,7 @@ pub fn main() -> i32 {
         root: cli.root,
         run: cli.run,
         cgroup_parent: cli.cgroup_parent,
+        ..Paths::from_env()
     };
     let result = match cli.command {
         Command::Run(a) => containers::run(&paths, *a),

@@ -1,5 +1,10 @@
-//! Container networking. Until bridge networking lands, a container either gets its own
-//! empty network namespace (`none`, with loopback up) or shares the host's (`host`).
+//! Container networking: bridge networks with addresses, published ports, links and name
+//! resolution through `/etc/hosts`; or no network (`none`, loopback only), or the host's.
+
+pub mod hosts;
+pub mod links;
+pub mod network;
+pub mod ports;
 
 use std::fmt;
 use std::str::FromStr;
