@@ -34,10 +34,10 @@ pub fn env(container_name: &str, link: &Linked<'_>) -> Vec<String> {
         env.push(format!("{p}_PROTO={proto}"));
     }
     for kv in link.env {
-        if let Some((k, v)) = kv.split_once('=') {
-            if !matches!(k, "HOME" | "PATH" | "HOSTNAME") {
-                env.push(format!("{prefix}_ENV_{k}={v}"));
-            }
+        if let Some((k, v)) = kv.split_once('=')
+            && !matches!(k, "HOME" | "PATH" | "HOSTNAME")
+        {
+            env.push(format!("{prefix}_ENV_{k}={v}"));
         }
     }
     env

@@ -126,10 +126,10 @@ pub fn parse(value: &str) -> Result<Vec<PortSpec>, Error> {
         Some(h) => Some(range(h).map_err(err)?),
     };
     let count = c_hi - c_lo;
-    if let Some((h_lo, h_hi)) = host {
-        if h_hi - h_lo != count {
-            return Err(err("the host and container ranges differ in length".into()));
-        }
+    if let Some((h_lo, h_hi)) = host
+        && h_hi - h_lo != count
+    {
+        return Err(err("the host and container ranges differ in length".into()));
     }
     Ok((0..=count)
         .map(|i| PortSpec {
