@@ -51,6 +51,8 @@ fn the_container_is_isolated() {
     let out = env.ok(&[
         "run",
         "--rm",
+        "--network",
+        "none",
         "--hostname",
         "box",
         "base",
@@ -213,7 +215,7 @@ fn pids_and_cpu_limits_are_applied() {
         let path = std::fs::read_dir("/sys/fs/cgroup")
             .unwrap()
             .flatten()
-            .map(|e| e.path().join(&env.cgroup_parent).join(&id).join(file))
+            .map(|e| e.path().join(&env.paths.cgroup_parent).join(&id).join(file))
             .find(|p| p.exists());
         std::fs::read_to_string(path.unwrap_or_else(|| panic!("no cgroup file {file}"))).unwrap()
     };

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::format::{ago, human_duration, rfc3339, short_id, table};
 use crate::image::ImageStore;
+use crate::net::{NetworkMode, links, ports};
 use crate::paths::Paths;
 use crate::runtime::container::{self, Container, Liveness, RestartPolicy};
 use crate::runtime::create::{self, CreateOptions};
@@ -73,15 +74,24 @@ pub struct RunArgs {
     /// Resource limits (e.g. nofile=1024:2048)
     #[arg(long)]
     ulimit: Vec<String>,
-    /// Network: none or host
+    /// Network: bridge (default), none, host, or a network made with `berth network create`
     #[arg(long, alias = "net")]
     network: Option<String>,
+    /// Another name for the container on its network
+    #[arg(long)]
+    network_alias: Vec<String>,
+    /// Add a link to another container (name[:alias])
+    #[arg(long)]
+    link: Vec<String>,
     /// Bind mount a volume (NAME:/path or /host/path:/path, with :ro optionally)
     #[arg(short, long)]
     volume: Vec<String>,
-    /// Publish a container's port to the host
+    /// Publish a container's port to the host ([ip:][hostPort:]containerPort[/proto])
     #[arg(short, long)]
     publish: Vec<String>,
+    /// Publish all exposed ports to free host ports
+    #[arg(short = 'P', long)]
+    publish_all: bool,
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long)]
     restart: Option<String>,
@@ -117,12 +127,6 @@ fn host_env(key: &str) -> Option<String> {
 fn create_options(a: &RunArgs) -> Result<CreateOptions> {
     if a.tty {
         bail!("-t/--tty is not supported yet; run without it (output is streamed either way)");
-    }
-    if !a.publish.is_empty() {
-        bail!(
-            "publishing ports (-p {}) needs bridge networking, which berth does not have yet; use --network host",
-            a.publish[0]
-        );
     }
     let mut env = Vec::new();
     for f in &a.env_file {
@@ -167,7 +171,23 @@ fn create_options(a: &RunArgs) -> Result<CreateOptions> {
             .iter()
             .map(|u| options::parse_ulimit(u))
             .collect::<Result<_, _>>()?,
-        network: a.network.as_deref().map(str::parse).transpose()?,
+        network: a.network.clone().map(NetworkMode::from),
+        network_aliases: a.network_alias.clone(),
+        ports: a
+            .publish
+            .iter()
+            .map(|p| ports::parse(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat(),
+        publish_all: a.publish_all,
+        links: a
+            .link
+            .iter()
+            .map(|l| {
+                let (name, alias) = links::parse(l);
+                (name.to_string(), alias.to_string())
+            })
+            .collect(),
         volumes: a
             .volume
             .iter()

@@ -1,9 +1,12 @@
 //! Container networking: bridge networks with addresses, published ports, links and name
 //! resolution through `/etc/hosts`; or no network (`none`, loopback only), or the host's.
 
+pub mod endpoint;
 pub mod hosts;
 pub mod links;
+pub mod netlink;
 pub mod network;
+pub mod nft;
 pub mod ports;
 
 use std::fmt;
@@ -11,28 +14,55 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// `--network`: a network by name (`bridge` is the default one), or none, or the host's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
 pub enum NetworkMode {
+    /// An empty network namespace with only loopback.
     None,
+    /// The host's network namespace.
     Host,
+    /// A network namespace of its own on the named bridge network.
+    Network(String),
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "network \"{0}\" not found: use --network none or --network host (bridge networks are not available yet)"
-)]
-pub struct UnknownNetwork(String);
+impl NetworkMode {
+    /// The named network, if any.
+    pub fn network(&self) -> Option<&str> {
+        match self {
+            NetworkMode::Network(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl From<String> for NetworkMode {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            _ => NetworkMode::Network(s),
+        }
+    }
+}
+
+impl From<NetworkMode> for String {
+    fn from(m: NetworkMode) -> String {
+        m.to_string()
+    }
+}
+
+impl Default for NetworkMode {
+    fn default() -> Self {
+        NetworkMode::Network(network::DEFAULT.to_string())
+    }
+}
 
 impl FromStr for NetworkMode {
-    type Err = UnknownNetwork;
+    type Err = std::convert::Infallible;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(NetworkMode::None),
-            "host" => Ok(NetworkMode::Host),
-            other => Err(UnknownNetwork(other.to_string())),
-        }
+        Ok(s.to_string().into())
     }
 }
 
@@ -41,6 +71,7 @@ impl fmt::Display for NetworkMode {
         f.write_str(match self {
             NetworkMode::None => "none",
             NetworkMode::Host => "host",
+            NetworkMode::Network(n) => n,
         })
     }
 }

@@ -16,7 +16,9 @@ use super::spec::{self, BindMount, Resources, RunConfig};
 use super::user;
 use crate::fsutil::{Lock, random_hex};
 use crate::image::{self, ImageStore};
-use crate::net::NetworkMode;
+use crate::net::endpoint;
+use crate::net::ports::{PortSpec, Protocol};
+use crate::net::{self, NetworkMode};
 use crate::paths::Paths;
 use crate::volume;
 
@@ -34,6 +36,10 @@ pub enum Error {
     Volume(#[from] volume::Error),
     #[error(transparent)]
     Cgroup(#[from] super::cgroup::Error),
+    #[error(transparent)]
+    Network(#[from] endpoint::Error),
+    #[error(transparent)]
+    Ports(#[from] net::ports::Error),
     #[error("the working directory \"{0}\" is invalid: it needs to be an absolute path")]
     RelativeWorkdir(String),
     #[error("conflicting options: --restart {0} and --rm (a removed container cannot restart)")]
@@ -67,6 +73,12 @@ pub struct CreateOptions {
     pub resources: Resources,
     pub ulimits: Vec<PosixRlimit>,
     pub network: Option<NetworkMode>,
+    pub network_aliases: Vec<String>,
+    pub ports: Vec<PortSpec>,
+    /// `-P`: publish every EXPOSEd port on a free host port.
+    pub publish_all: bool,
+    /// `--link`: (container, alias).
+    pub links: Vec<(String, String)>,
     pub volumes: Vec<VolumeSpec>,
     pub restart: Option<RestartPolicy>,
     pub auto_remove: bool,
@@ -163,9 +175,36 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         .hostname
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
+    let network = opts.network.clone().unwrap_or_default();
+    let image_exposed = icfg
+        .and_then(|c| c.exposed_ports().clone())
+        .unwrap_or_default();
+    let mut ports = opts.ports.clone();
+    if opts.publish_all {
+        ports.extend(net::ports::exposed(&image_exposed)?);
+    }
+    let mut exposed: Vec<(u16, Protocol)> = net::ports::exposed(&image_exposed)?
+        .iter()
+        .chain(&ports)
+        .map(|p| (p.container_port, p.protocol))
+        .collect();
+    exposed.sort();
+    exposed.dedup();
+    let net_plan = endpoint::plan(
+        paths,
+        &name,
+        &endpoint::Request {
+            mode: &network,
+            aliases: &opts.network_aliases,
+            ports: &ports,
+            links: &opts.links,
+            exposed: exposed.clone(),
+        },
+    )?;
+    let run_env: Vec<String> = net_plan.env.iter().chain(&opts.env).cloned().collect();
     let env = spec::environment(
         icfg.and_then(|c| c.env().as_ref()).unwrap_or(&empty),
-        &opts.env,
+        &run_env,
         &hostname,
         &exec_user.home,
     );
@@ -179,7 +218,6 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         return Err(Error::RelativeWorkdir(cwd));
     }
     let capabilities = spec::capabilities(&opts.cap_add, &opts.cap_drop)?;
-    let network = opts.network.unwrap_or(NetworkMode::None);
 
     let mut binds = Vec::new();
     let mut mounts = Vec::new();
@@ -226,7 +264,7 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         terminal: false,
         resources: opts.resources.clone(),
         rlimits: opts.ulimits.clone(),
-        network,
+        network: network.clone(),
         binds,
         etc_dir: dir.join("etc"),
         cgroups_path: format!("{}/{id}", paths.cgroup_parent),
@@ -276,7 +314,7 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
             .unwrap_or_else(|| "SIGTERM".into()),
         stop_timeout: opts.stop_timeout.unwrap_or(10),
         log: opts.log,
-        network,
+        network: network.clone(),
         mounts,
         interactive: opts.interactive,
     };
@@ -287,14 +325,34 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
             source,
         })?;
     let container = container::create(paths, &config)?;
-    if let Err(e) = write_files(&container, &hostname, network) {
+    let attachments = endpoint::Attachments {
+        name: config.name.clone(),
+        hostname: hostname.clone(),
+        ports,
+        links: net_plan.links,
+        exposed,
+        ..Default::default()
+    };
+    let result = write_files(&container, &hostname, &network).and_then(|()| {
+        endpoint::create(
+            paths,
+            &container.dir,
+            &id,
+            attachments,
+            &network,
+            &opts.network_aliases,
+        )
+        .map_err(Error::from)
+    });
+    if let Err(e) = result {
+        let _ = endpoint::release(paths, &container.dir, &id);
         let _ = fs::remove_dir_all(&container.dir);
         return Err(e);
     }
     Ok(container)
 }
 
-fn write_files(c: &Container, hostname: &str, network: NetworkMode) -> Result<(), Error> {
+fn write_files(c: &Container, hostname: &str, network: &NetworkMode) -> Result<(), Error> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Files { path, source }
@@ -312,11 +370,10 @@ fn write_files(c: &Container, hostname: &str, network: NetworkMode) -> Result<()
         let p = c.dir.join("empty");
         fs::create_dir_all(&p).map_err(err(&p))?;
     }
+    // On a bridge network, the endpoint writes the full file next.
     let hosts = match network {
         NetworkMode::Host => host_file("/etc/hosts", "127.0.0.1\tlocalhost\n"),
-        NetworkMode::None => {
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
-        }
+        _ => net::hosts::render(&[], &[]),
     };
     let etc = c.dir.join("etc");
     for (file, content) in [

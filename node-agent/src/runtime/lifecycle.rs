@@ -26,6 +26,8 @@ pub enum Error {
     Container(#[from] container::Error),
     #[error(transparent)]
     Cgroup(#[from] super::cgroup::Error),
+    #[error(transparent)]
+    Network(#[from] crate::net::endpoint::Error),
     #[error("removing container {name}: {source}")]
     Remove {
         name: String,
@@ -138,7 +140,8 @@ pub fn remove(paths: &Paths, c: &Container, force: bool) -> Result<(), Error> {
 
 /// Deletes the container's directory (upper layer, logs, state). Nothing is mounted on
 /// the host for a container: its root filesystem lives only in its own mount namespace.
-pub fn remove_files(_paths: &Paths, c: &Container) -> Result<(), Error> {
+pub fn remove_files(paths: &Paths, c: &Container) -> Result<(), Error> {
+    crate::net::endpoint::release(paths, &c.dir, &c.config.id)?;
     match fs::remove_dir_all(&c.dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Remove {
             name: c.config.name.clone(),

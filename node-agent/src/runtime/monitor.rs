@@ -23,6 +23,7 @@ use super::cgroup::Cgroup;
 use super::container::{Container, ProcessRef, RestartPolicy, Status};
 use super::init::{self, InitArgs, StartError};
 use super::logs::{LogWriter, Stream};
+use crate::net::endpoint;
 use crate::paths::Paths;
 
 /// Where the monitor's output goes besides the log.
@@ -145,6 +146,8 @@ struct Running {
     pid: Pid,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// Published ports and their reservations, held until the process exits.
+    network: endpoint::Active,
 }
 
 /// Runs the container until it is done (including restarts) and returns its last exit
@@ -163,7 +166,7 @@ pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
 
     let mut backoff = Duration::from_millis(100);
     loop {
-        let running = match start(&c, &cgroup, foreground && c.config.interactive) {
+        let running = match start(paths, &c, &cgroup, foreground && c.config.interactive) {
             Ok(r) => r,
             Err(e) => return finish_failed(paths, &mut c, &mut ready, e),
         };
@@ -183,6 +186,7 @@ pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
         }
 
         let code = supervise(&running, &signals, &mut log, foreground);
+        endpoint::detach(paths, &c.dir, running.network);
         let _ = log.flush();
         c.state.oom_killed = cgroup.oom_killed();
         let _ = cgroup.remove();
@@ -333,7 +337,12 @@ fn setup_err(what: &str, e: impl std::fmt::Display) -> StartError {
 
 /// Creates the cgroup, clones the container's first process and waits until it has
 /// exec'd its program (or failed to).
-fn start(c: &Container, cgroup: &Cgroup, pass_stdin: bool) -> Result<Running, StartError> {
+fn start(
+    paths: &Paths,
+    c: &Container,
+    cgroup: &Cgroup,
+    pass_stdin: bool,
+) -> Result<Running, StartError> {
     let resources = c
         .config
         .spec
@@ -343,14 +352,19 @@ fn start(c: &Container, cgroup: &Cgroup, pass_stdin: bool) -> Result<Running, St
     cgroup
         .create(resources)
         .map_err(|e| setup_err("creating the cgroup", e))?;
-    let result = spawn(c, cgroup, pass_stdin);
+    let result = spawn(paths, c, cgroup, pass_stdin);
     if result.is_err() {
         let _ = cgroup.remove();
     }
     result
 }
 
-fn spawn(c: &Container, cgroup: &Cgroup, pass_stdin: bool) -> Result<Running, StartError> {
+fn spawn(
+    paths: &Paths,
+    c: &Container,
+    cgroup: &Cgroup,
+    pass_stdin: bool,
+) -> Result<Running, StartError> {
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err("pipe", e));
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -382,6 +396,8 @@ fn spawn(c: &Container, cgroup: &Cgroup, pass_stdin: bool) -> Result<Running, St
             cgroup
                 .add(pid)
                 .map_err(|e| abort(setup_err("joining the cgroup", e)))?;
+            let network = endpoint::attach(paths, &c.dir, pid)
+                .map_err(|e| abort(setup_err("connecting the container to its network", e)))?;
             File::from(go_w)
                 .write_all(b"g")
                 .map_err(|e| abort(setup_err("starting the container", e)))?;
@@ -389,12 +405,14 @@ fn spawn(c: &Container, cgroup: &Cgroup, pass_stdin: bool) -> Result<Running, St
             let _ = File::from(errors_r).read_to_end(&mut report);
             if !report.is_empty() {
                 let _ = waitpid(pid, None);
+                endpoint::detach(paths, &c.dir, network);
                 return Err(StartError::decode(&report));
             }
             Ok(Running {
                 pid,
                 stdout: out_r,
                 stderr: err_r,
+                network,
             })
         }
     }

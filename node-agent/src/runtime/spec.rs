@@ -280,7 +280,7 @@ fn mounts(cfg: &RunConfig) -> Result<Vec<Mount>, Error> {
             "/sys",
             &["rbind", "nosuid", "noexec", "nodev", "ro"],
         )?,
-        NetworkMode::None => mount(
+        NetworkMode::None | NetworkMode::Network(_) => mount(
             "/sys",
             "sysfs",
             "sysfs",

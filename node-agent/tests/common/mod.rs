@@ -7,6 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use berth::paths::Paths;
 use std::time::{Duration, Instant};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -34,11 +37,11 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// A berth installation of its own: everything host-global it touches (cgroup parent,
+/// default bridge and subnet, nftables table) is named for it alone.
 pub struct Env {
     _dir: tempfile::TempDir,
-    pub root: PathBuf,
-    pub run: PathBuf,
-    pub cgroup_parent: String,
+    pub paths: Paths,
 }
 
 /// The result of one berth command.
@@ -68,26 +71,19 @@ impl Env {
 
     /// A fresh installation with no images.
     pub fn empty() -> Env {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
         let dir = tempfile::Builder::new()
             .prefix("berth-test-")
             .tempdir()
             .unwrap();
-        let root = dir.path().join("root");
-        let run = dir.path().join("run");
-        let cgroup_parent = format!(
-            "berth-test-{}",
-            dir.path()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .trim_start_matches("berth-test-")
-        );
-        Env {
-            root,
-            run,
-            cgroup_parent,
-            _dir: dir,
-        }
+        let mut paths = Paths::at(dir.path().join("root"), dir.path().join("run"));
+        paths.cgroup_parent = format!("berth-test-{pid}-{n}");
+        paths.bridge = format!("bt{:x}x{n:x}", pid % 0x10000);
+        paths.bridge_subnet = format!("10.{}.{}.0/24", 100 + pid % 100, n % 256);
+        paths.nft_table = format!("berth_test_{pid}_{n}");
+        Env { _dir: dir, paths }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -97,16 +93,12 @@ impl Env {
     /// A command running `program` (a copy of berth) on this installation.
     pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(program);
-        c.args(args)
-            .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run)
-            .env("BERTH_CGROUP_PARENT", &self.cgroup_parent)
-            .stdin(Stdio::null());
+        c.args(args).envs(self.paths.env()).stdin(Stdio::null());
         c
     }
 
-    pub fn paths(&self) -> berth::paths::Paths {
-        berth::paths::Paths::at(self.root.clone(), self.run.clone())
+    pub fn paths(&self) -> Paths {
+        self.paths.clone()
     }
 
     /// A path for a test's own files, removed with the installation.
@@ -175,7 +167,7 @@ impl Env {
         fs::read_dir("/sys/fs/cgroup")
             .unwrap()
             .flatten()
-            .map(|e| e.path().join(&self.cgroup_parent))
+            .map(|e| e.path().join(&self.paths.cgroup_parent))
             .filter(|p| p.exists())
             .collect()
     }
@@ -184,7 +176,7 @@ impl Env {
     /// mentioning this installation, no cgroup below its parent, no process running
     /// from it. Call at the end of a test, after removing its containers.
     pub fn assert_clean(&self) {
-        let containers: Vec<_> = fs::read_dir(self.root.join("containers"))
+        let containers: Vec<_> = fs::read_dir(self.paths.root.join("containers"))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name())
@@ -196,7 +188,7 @@ impl Env {
             containers.is_empty(),
             "container directories left: {containers:?}"
         );
-        let root = self.root.to_string_lossy().into_owned();
+        let root = self.paths.root.to_string_lossy().into_owned();
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
         assert!(leaked.is_empty(), "mounts left: {leaked:?}");
@@ -225,6 +217,50 @@ impl Env {
             .filter(|c| c.contains(&root))
             .collect();
         assert!(procs.is_empty(), "processes left: {procs:?}");
+        self.assert_network_clean();
+    }
+
+    /// No port on any bridge of this installation, no address still allocated, no port
+    /// still published.
+    pub fn assert_network_clean(&self) {
+        let networks = berth::net::network::Networks::new(&self.paths)
+            .list()
+            .unwrap();
+        for n in &networks {
+            let ports: Vec<_> = fs::read_dir(format!("/sys/class/net/{}/brif", n.bridge))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(
+                ports.is_empty(),
+                "veths left on bridge {}: {ports:?}",
+                n.bridge
+            );
+            let ipam = self
+                .paths
+                .root
+                .join("networks")
+                .join(&n.name)
+                .join("ipam.json");
+            let allocations = fs::read_to_string(&ipam).unwrap_or_else(|_| "{}".into());
+            assert_eq!(
+                allocations.trim(),
+                "{}",
+                "addresses left on network {}",
+                n.name
+            );
+        }
+        for map in ["ports", "addr_ports"] {
+            let out = Command::new("nft")
+                .args(["list", "map", "inet", &self.paths.nft_table, map])
+                .output()
+                .unwrap();
+            let listing = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !listing.contains("elements"),
+                "published ports left in {}: {listing}",
+                self.paths.nft_table
+            );
+        }
     }
 }
 
@@ -239,5 +275,6 @@ impl Drop for Env {
         for dir in self.cgroup_dirs() {
             let _ = fs::remove_dir(dir);
         }
+        berth::net::endpoint::teardown(&self.paths);
     }
 }
