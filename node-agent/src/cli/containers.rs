@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::format::{ago, human_duration, rfc3339, short_id, table};
 use crate::image::ImageStore;
-use crate::net::{NetworkMode, links, ports};
+use crate::net::{NetworkMode, endpoint, links, ports};
 use crate::paths::Paths;
 use crate::runtime::container::{self, Container, Liveness, RestartPolicy};
 use crate::runtime::create::{self, CreateOptions};
@@ -92,6 +92,9 @@ pub struct RunArgs {
     /// Publish all exposed ports to free host ports
     #[arg(short = 'P', long)]
     publish_all: bool,
+    /// Expose a port (PORT[/PROTO]) without publishing it (-P publishes it)
+    #[arg(long)]
+    expose: Vec<String>,
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long)]
     restart: Option<String>,
@@ -180,6 +183,7 @@ fn create_options(a: &RunArgs) -> Result<CreateOptions> {
             .collect::<Result<Vec<_>, _>>()?
             .concat(),
         publish_all: a.publish_all,
+        expose: a.expose.clone(),
         links: a
             .link
             .iter()
@@ -285,6 +289,63 @@ fn command_text(c: &Container, no_trunc: bool) -> String {
     }
 }
 
+/// Published ports while running, as Docker's PORTS column shows them.
+fn ports_text(c: &Container) -> String {
+    if !c.is_running() {
+        return String::new();
+    }
+    let published = endpoint::load(&c.dir)
+        .map(|a| a.published)
+        .unwrap_or_default();
+    let shown: Vec<String> = published
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            )
+        })
+        .collect();
+    shown.join(", ")
+}
+
+/// Docker's `NetworkSettings`: addresses per network and published ports.
+fn network_json(c: &Container, paths: &Paths) -> Value {
+    let a = endpoint::load(&c.dir).unwrap_or_default();
+    let nets = crate::net::network::Networks::new(paths);
+    let mut networks = serde_json::Map::new();
+    for e in &a.endpoints {
+        let n = nets.get(&e.network).ok();
+        networks.insert(
+            e.network.clone(),
+            json!({
+                "IPAddress": e.ip.to_string(),
+                "IPPrefixLen": n.as_ref().map(|n| n.subnet.prefix_len()),
+                "Gateway": n.as_ref().map(|n| n.gateway.to_string()),
+                "Aliases": e.aliases,
+            }),
+        );
+    }
+    let mut ports = serde_json::Map::new();
+    for p in &a.published {
+        let host = json!({ "HostIp": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(), "HostPort": p.host_port.to_string() });
+        if let Value::Array(list) = ports
+            .entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_insert(json!([]))
+        {
+            list.push(host);
+        }
+    }
+    json!({
+        "IPAddress": a.endpoints.first().map(|e| e.ip.to_string()).unwrap_or_default(),
+        "Networks": networks,
+        "Ports": ports,
+    })
+}
+
 pub fn ps(paths: &Paths, a: PsArgs) -> Result<i32> {
     let all = container::list(paths)?;
     let shown: Vec<&Container> = all.iter().filter(|c| a.all || c.is_running()).collect();
@@ -307,7 +368,7 @@ pub fn ps(paths: &Paths, a: PsArgs) -> Result<i32> {
                 command_text(c, a.no_trunc),
                 ago(c.config.created),
                 status_text(c),
-                String::new(),
+                ports_text(c),
                 c.config.name.clone(),
             ]
         })
@@ -560,7 +621,7 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
-fn container_json(c: &Container) -> Value {
+fn container_json(c: &Container, paths: &Paths) -> Value {
     let s = &c.state;
     let time =
         |t: Option<SystemTime>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
@@ -615,6 +676,7 @@ fn container_json(c: &Container) -> Value {
             "PidsLimit": res.pids().map(|p| p.limit()),
             "Binds": c.config.mounts.iter().map(|m| format!("{}:{}{}", m.name.clone().unwrap_or_else(|| m.source.display().to_string()), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
         },
+        "NetworkSettings": network_json(c, paths),
         "Mounts": c.config.mounts.iter().map(|m| json!({
             "Type": m.kind, "Name": m.name, "Source": m.source, "Destination": m.destination, "RW": !m.read_only,
         })).collect::<Vec<_>>(),
@@ -642,7 +704,7 @@ pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
         let found = if kind != Some("image") {
             container::find(paths, name)
                 .ok()
-                .map(|c| container_json(&c))
+                .map(|c| container_json(&c, paths))
         } else {
             None
         };

@@ -3,6 +3,7 @@
 mod containers;
 mod format;
 mod images;
+mod networks;
 mod volumes;
 
 use clap::{Parser, Subcommand};
@@ -80,6 +81,11 @@ enum Command {
     Tag(images::TagArgs),
     /// Remove images
     Rmi(images::RmiArgs),
+    /// List a container's published ports
+    Port(networks::PortArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(networks::NetworkCommand),
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
@@ -117,6 +123,8 @@ pub fn main() -> i32 {
         Command::Load(a) => images::load(&paths, a),
         Command::Tag(a) => images::tag(&paths, a),
         Command::Rmi(a) => images::rmi(&paths, a),
+        Command::Port(a) => networks::port(&paths, a),
+        Command::Network(c) => networks::run(&paths, c),
         Command::Volume(c) => volumes::run(&paths, c),
     };
     match result {

@@ -312,7 +312,10 @@ fn ensure_bridge(
 
 /// The host's end of the container's veth on its `index`th network.
 fn host_end(dir: &Path, index: usize) -> String {
-    let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     format!("vb{}{index}", &id[..id.len().min(8)])
 }
 

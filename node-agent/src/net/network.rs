@@ -265,10 +265,12 @@ impl<'a> Networks<'a> {
         let network = self.get(name)?;
         let _lock = self.lock()?;
         let live = self.live_allocations(name)?;
-        if let Some(container) = live.values().next() {
+        if let Some(id) = live.values().next() {
+            let container = crate::runtime::container::load(self.paths, id)
+                .map_or_else(|_| id.clone(), |c| c.config.name);
             return Err(Error::InUse {
                 network: name.to_string(),
-                container: container.clone(),
+                container,
             });
         }
         let dir = self.dir().join(name);

@@ -77,6 +77,8 @@ pub struct CreateOptions {
     pub ports: Vec<PortSpec>,
     /// `-P`: publish every EXPOSEd port on a free host port.
     pub publish_all: bool,
+    /// `--expose`: ports added to the image's EXPOSEd ones.
+    pub expose: Vec<String>,
     /// `--link`: (container, alias).
     pub links: Vec<(String, String)>,
     pub volumes: Vec<VolumeSpec>,
@@ -176,14 +178,15 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
     let network = opts.network.clone().unwrap_or_default();
-    let image_exposed = icfg
+    let mut expose_specs = icfg
         .and_then(|c| c.exposed_ports().clone())
         .unwrap_or_default();
+    expose_specs.extend(opts.expose.iter().cloned());
     let mut ports = opts.ports.clone();
     if opts.publish_all {
-        ports.extend(net::ports::exposed(&image_exposed)?);
+        ports.extend(net::ports::exposed(&expose_specs)?);
     }
-    let mut exposed: Vec<(u16, Protocol)> = net::ports::exposed(&image_exposed)?
+    let mut exposed: Vec<(u16, Protocol)> = net::ports::exposed(&expose_specs)?
         .iter()
         .chain(&ports)
         .map(|p| (p.container_port, p.protocol))
