@@ -488,3 +488,46 @@ fn bad_network_input_gets_clear_errors() {
     env.ok(&["network", "rm", "taken"]);
     env.assert_clean();
 }
+
+#[test]
+fn after_a_crash_the_next_command_cleans_up_the_dead_containers_leftovers() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let env = Env::new();
+    let port = free_port();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crashed",
+        "-p",
+        &format!("{port}:5000"),
+        "base",
+        "httpd",
+        "-f",
+        "-p",
+        "5000",
+        "-h",
+        "/var/www",
+    ]);
+    env.wait_for("the published port", Duration::from_secs(10), || {
+        http_get(&format!("127.0.0.1:{port}")) == HELLO
+    });
+    // A host crash, as far as berth can tell: monitor and container gone at once.
+    let state = &env.inspect("crashed")["State"];
+    for pid in [&state["MonitorPid"], &state["Pid"]] {
+        kill(Pid::from_raw(pid.as_i64().unwrap() as i32), Signal::SIGKILL).unwrap();
+    }
+    env.wait_for("the container to die", Duration::from_secs(10), || {
+        !env.ok(&["ps", "-a"]).contains("Up ")
+    });
+    assert!(env.ok(&["ps", "-a"]).contains("Exited (unknown)"));
+    assert_ne!(
+        http_get(&format!("127.0.0.1:{port}")),
+        HELLO,
+        "the port is withdrawn"
+    );
+    env.assert_network_clean_but_addresses();
+    env.ok(&["rm", "crashed"]);
+    env.assert_clean();
+}

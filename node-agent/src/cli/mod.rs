@@ -107,6 +107,11 @@ pub fn main() -> i32 {
         cgroup_parent: cli.cgroup_parent,
         ..Paths::from_env()
     };
+    if nix::unistd::geteuid().is_root()
+        && let Err(e) = crate::runtime::lifecycle::reap_dead(&paths)
+    {
+        eprintln!("berth: cleaning up after dead containers: {e}");
+    }
     let result = match cli.command {
         Command::Run(a) => containers::run(&paths, *a),
         Command::Ps(a) => containers::ps(&paths, a),

@@ -339,14 +339,25 @@ pub fn detach(paths: &Paths, dir: &Path, active: Active) {
     }
 }
 
-/// At `rm`: withdraws ports a dead monitor left published, gives the addresses back,
-/// and updates the hosts files of the containers that could reach it by name.
-pub fn release(paths: &Paths, dir: &Path, id: &str) -> Result<(), Error> {
-    let a = load(dir)?;
+/// What a container whose monitor died left on the host while it ran: its veths and
+/// published ports. Its addresses stay: it still exists.
+pub fn withdraw(paths: &Paths, dir: &Path) -> Result<Attachments, Error> {
+    let mut a = load(dir)?;
     delete_veths(dir, a.endpoints.len());
     if let Some(table) = Table::existing(paths).filter(|_| !a.published.is_empty()) {
         table.unpublish(&a.published);
     }
+    if !a.published.is_empty() && dir.exists() {
+        a.published.clear();
+        save(dir, &a)?;
+    }
+    Ok(a)
+}
+
+/// At `rm`: withdraws what a dead monitor left, gives the addresses back, and updates
+/// the hosts files of the containers that could reach it by name.
+pub fn release(paths: &Paths, dir: &Path, id: &str) -> Result<(), Error> {
+    let a = withdraw(paths, dir)?;
     let nets = Networks::new(paths);
     for e in &a.endpoints {
         nets.release(&e.network, id)?;

@@ -110,14 +110,28 @@ pub fn stop(paths: &Paths, c: &Container, timeout: Duration) -> Result<(), Error
 
 /// The monitor is gone, so nobody could collect the exit status: record what is known
 /// and release the cgroup.
-fn record_orphan_exit(_paths: &Paths, c: &Container) -> Result<(), Error> {
+fn record_orphan_exit(paths: &Paths, c: &Container) -> Result<(), Error> {
     c.cgroup()?.remove()?;
+    crate::net::endpoint::withdraw(paths, &c.dir)?;
     let mut c = c.clone();
     c.state.status = Status::Exited;
     c.state.process = None;
     c.state.finished_at = Some(SystemTime::now());
     c.state.error = Some("the container's monitor had died; its exit code is unknown".into());
     c.save_state()?;
+    Ok(())
+}
+
+/// Containers whose monitor and first process are both gone without a recorded exit (a
+/// crash, a reboot): their leftovers on the host (cgroup, published ports) are released
+/// and they are recorded as exited. Every berth command starts with this, as a daemon
+/// would at its start.
+pub fn reap_dead(paths: &Paths) -> Result<(), Error> {
+    for c in container::list(paths)? {
+        if c.liveness() == Liveness::Dead {
+            record_orphan_exit(paths, &c)?;
+        }
+    }
     Ok(())
 }
 
@@ -129,7 +143,7 @@ pub fn remove(paths: &Paths, c: &Container, force: bool) -> Result<(), Error> {
         }
         stop(paths, c, Duration::ZERO)?;
     } else if c.liveness() == Liveness::Dead {
-        c.cgroup()?.remove()?;
+        record_orphan_exit(paths, c)?;
     }
     // A foreground or --rm monitor may still be finishing; it must not outlive the files.
     if let Some(m) = c.state.monitor.and_then(open) {
