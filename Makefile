@@ -39,6 +39,7 @@ test: lint
 
 bench: build $(BUILD)/busybox-rootfs.tar
 	bench/run.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
+	bench/network.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
 
 clean:
 	rm -rf $(BUILD)

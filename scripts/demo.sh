@@ -10,8 +10,8 @@ step berth images
 step berth run --rm base:latest echo hi
 "$berth" run --rm base:latest echo hi
 "$berth" rm -f web >/dev/null 2>&1 || true
-step berth run --name web -d --network host -e GREETING=hi -w /srv -u 1000:1000 --memory 64m base:latest httpd -f -p "$port" -h /var/www
-"$berth" run --name web -d --network host -e GREETING=hi -w /srv -u 1000:1000 --memory 64m base:latest httpd -f -p "$port" -h /var/www
+step berth run --name web -d -p "$port:5000" -e GREETING=hi -w /srv -u 1000:1000 --memory 64m base:latest httpd -f -p 5000 -h /var/www
+"$berth" run --name web -d -p "$port:5000" -e GREETING=hi -w /srv -u 1000:1000 --memory 64m base:latest httpd -f -p 5000 -h /var/www
 step berth ps
 "$berth" ps
 step "curl http://127.0.0.1:$port/"
@@ -22,5 +22,7 @@ done
 echo "${out:?the web server did not answer}"
 step berth exec web ps
 "$berth" exec web ps
+step berth port web
+"$berth" port web
 echo
 echo "The web container keeps running. Stop and remove it with: $berth rm -f web   (or: make demo-stop)"

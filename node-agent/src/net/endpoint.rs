@@ -19,7 +19,7 @@ use super::network::{self, Network, Networks};
 use super::nft::{self, Table};
 use super::ports::{PortSpec, Protocol, Published};
 use super::{NetworkMode, links};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{random_hex, write_atomic};
 use crate::paths::Paths;
 use crate::runtime::container;
 
@@ -263,15 +263,11 @@ pub fn attach(paths: &Paths, dir: &Path, pid: Pid) -> Result<Active, Error> {
     let host = Netlink::host()?;
     let (table, new_table) = Table::ensure(paths)?;
     let inside = Netlink::in_netns_of(pid)?;
-    let short = dir
-        .file_name()
-        .map(|n| n.to_string_lossy()[..8].to_string())
-        .unwrap_or_default();
     for (i, e) in a.endpoints.iter().enumerate() {
         let network = nets.get(&e.network)?;
         ensure_bridge(&host, &table, new_table, &network)?;
         let iface = format!("eth{i}");
-        host.veth_into(&format!("vb{short}{i}"), &network.bridge, &iface, pid)?;
+        host.veth_into(&host_end(dir, i), &network.bridge, &iface, pid)?;
         let addr =
             Ipv4Net::new(e.ip, network.subnet.prefix_len()).expect("prefix of a valid subnet");
         inside.configure(&iface, addr, (i == 0).then_some(network.gateway))?;
@@ -310,41 +306,37 @@ fn ensure_bridge(
     Ok(())
 }
 
-/// The host's end of the container's veth on its `index`th network.
+/// The host's end of the container's veth on its `index`th network. The container's end
+/// lives in its network namespace, and the pair goes with it: the kernel destroys a dead
+/// namespace's devices in the background. A random suffix keeps a restart from colliding
+/// with the previous start's pair while that is still being destroyed.
 fn host_end(dir: &Path, index: usize) -> String {
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    format!("vb{}{index}", &id[..id.len().min(8)])
+    format!("vb{}{index}{}", &id[..id.len().min(8)], random_hex(1))
 }
 
-/// The kernel destroys a dead network namespace's veths in the background; deleting
-/// the host ends now makes their end certain (and their names free for a restart).
-fn delete_veths(dir: &Path, count: usize) {
-    if let Ok(host) = Netlink::host() {
-        for i in 0..count {
-            let _ = host.delete(&host_end(dir, i));
-        }
-    }
-}
-
-/// When the container has exited: its veths and published ports go.
-pub fn detach(paths: &Paths, dir: &Path, active: Active) {
-    if let Ok(a) = load(dir) {
-        delete_veths(dir, a.endpoints.len());
-    }
-    if let Some(table) = Table::existing(paths).filter(|_| !active.published.is_empty()) {
+/// When the container has exited: its published ports go (its veths went with its
+/// network namespace).
+pub fn detach(paths: &Paths, active: Active) {
+    if let Some(table) = (!active.published.is_empty())
+        .then(|| Table::existing(paths))
+        .flatten()
+    {
         table.unpublish(&active.published);
     }
 }
 
-/// What a container whose monitor died left on the host while it ran: its veths and
-/// published ports. Its addresses stay: it still exists.
+/// What a container whose monitor died left on the host while it ran: its published
+/// ports. Its addresses stay: it still exists.
 pub fn withdraw(paths: &Paths, dir: &Path) -> Result<Attachments, Error> {
     let mut a = load(dir)?;
-    delete_veths(dir, a.endpoints.len());
-    if let Some(table) = Table::existing(paths).filter(|_| !a.published.is_empty()) {
+    if let Some(table) = (!a.published.is_empty())
+        .then(|| Table::existing(paths))
+        .flatten()
+    {
         table.unpublish(&a.published);
     }
     if !a.published.is_empty() && dir.exists() {
@@ -480,7 +472,7 @@ pub fn connect(
             let (table, new_table) = Table::ensure(paths)?;
             ensure_bridge(&host, &table, new_table, &net)?;
             host.veth_into(
-                &format!("vb{}{index}", &c.config.id[..8]),
+                &host_end(&c.dir, index),
                 &net.bridge,
                 &format!("eth{index}"),
                 p.pid(),

@@ -135,14 +135,16 @@ impl<'a> Networks<'a> {
         }
     }
 
-    fn write<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    /// Network definitions are written durably; allocations need not be (after a crash,
+    /// allocations of containers that are gone are reclaimed anyway).
+    fn write<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), Error> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         write_atomic(
             path,
             &serde_json::to_vec_pretty(value).expect("serializes"),
-            true,
+            durable,
         )
         .map_err(io_err(path))
     }
@@ -185,7 +187,7 @@ impl<'a> Networks<'a> {
             return Ok(n);
         }
         let n = self.default_network()?;
-        Self::write(&self.network_file(name), &n)?;
+        Self::write(&self.network_file(name), &n, true)?;
         Ok(n)
     }
 
@@ -252,7 +254,7 @@ impl<'a> Networks<'a> {
             created: SystemTime::now(),
             dns: true,
         };
-        Self::write(&self.network_file(name), &network)?;
+        Self::write(&self.network_file(name), &network, true)?;
         Ok(network)
     }
 
@@ -302,7 +304,7 @@ impl<'a> Networks<'a> {
             }
         })?;
         taken.insert(ip, container.to_string());
-        Self::write(&self.ipam_file(&network.name), &taken)?;
+        Self::write(&self.ipam_file(&network.name), &taken, false)?;
         Ok(ip)
     }
 
@@ -313,7 +315,7 @@ impl<'a> Networks<'a> {
         let before = taken.len();
         taken.retain(|_, id| id != container);
         if taken.len() != before {
-            Self::write(&self.ipam_file(network), &taken)?;
+            Self::write(&self.ipam_file(network), &taken, false)?;
         }
         Ok(())
     }

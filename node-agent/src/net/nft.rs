@@ -65,6 +65,11 @@ fn ruleset(table: &str) -> String {
     )
 }
 
+/// Records under `$BERTH_RUN` that the table was made (see [`Table::ensure`]).
+fn marker(paths: &Paths) -> std::path::PathBuf {
+    paths.run.join(format!("nft-{}.made", paths.nft_table))
+}
+
 fn isolation_chain(bridge: &str) -> String {
     format!("iso_{}", bridge.replace(['-', '.'], "_"))
 }
@@ -137,7 +142,7 @@ impl Table {
     /// (Only the paths that add networks create the table, so a new table never misses
     /// a network.)
     pub fn existing(paths: &Paths) -> Option<Table> {
-        table_exists(&paths.nft_table).then(|| Table {
+        (marker(paths).exists() || table_exists(&paths.nft_table)).then(|| Table {
             name: paths.nft_table.clone(),
         })
     }
@@ -215,6 +220,7 @@ impl Table {
 
     /// Removes the whole table (an installation going away, e.g. at the end of a test).
     pub fn delete(paths: &Paths) -> Result<(), Error> {
+        let _ = std::fs::remove_file(marker(paths));
         if table_exists(&paths.nft_table) {
             apply(
                 &format!("delete table inet {}\n", paths.nft_table),

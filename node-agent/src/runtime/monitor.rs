@@ -186,7 +186,7 @@ pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
         }
 
         let code = supervise(&running, &signals, &mut log, foreground);
-        endpoint::detach(paths, &c.dir, running.network);
+        endpoint::detach(paths, running.network);
         let _ = log.flush();
         c.state.oom_killed = cgroup.oom_killed();
         let _ = cgroup.remove();
@@ -405,7 +405,7 @@ fn spawn(
             let _ = File::from(errors_r).read_to_end(&mut report);
             if !report.is_empty() {
                 let _ = waitpid(pid, None);
-                endpoint::detach(paths, &c.dir, network);
+                endpoint::detach(paths, network);
                 return Err(StartError::decode(&report));
             }
             Ok(Running {

@@ -236,9 +236,19 @@ impl Env {
             .list()
             .unwrap();
         for n in &networks {
-            let ports: Vec<_> = fs::read_dir(format!("/sys/class/net/{}/brif", n.bridge))
-                .map(|d| d.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
+            // A dead container's veth goes with its network namespace, which the kernel
+            // tears down in the background: give it a moment.
+            let brif = format!("/sys/class/net/{}/brif", n.bridge);
+            let ports = || -> Vec<_> {
+                fs::read_dir(&brif)
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                    .unwrap_or_default()
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !ports().is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let ports = ports();
             assert!(
                 ports.is_empty(),
                 "veths left on bridge {}: {ports:?}",
