@@ -467,9 +467,13 @@ fn bad_network_input_gets_clear_errors() {
                 "base",
                 "true",
             ],
-            "--link and --network-alias need a bridge network",
+            "--link needs a bridge network, not --network none",
         ),
         (&["network", "rm", "bridge"], "predefined network"),
+        (
+            &["run", "--network", "host", "-p", "80:80", "base", "true"],
+            "publishing ports needs a bridge network, not --network host",
+        ),
     ];
     for (args, message) in cases {
         let r = env.berth(args);

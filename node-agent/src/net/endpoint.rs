@@ -39,8 +39,8 @@ pub enum Error {
     LinkStopped(String),
     #[error("cannot link to {target}: it is not on network {network}")]
     LinkElsewhere { target: String, network: String },
-    #[error("--link and --network-alias need a bridge network, not --network {0}")]
-    NoNetwork(String),
+    #[error("{what} needs a bridge network, not --network {mode}")]
+    NoNetwork { what: &'static str, mode: String },
     #[error("port {port} is already in use on this host: {source}")]
     PortInUse {
         port: String,
@@ -138,10 +138,20 @@ pub struct Plan {
 pub fn plan(paths: &Paths, name: &str, req: &Request<'_>) -> Result<Plan, Error> {
     let network = match req.mode.network() {
         Some(n) => Some(Networks::new(paths).get(n)?),
-        None if !req.links.is_empty() || !req.aliases.is_empty() => {
-            return Err(Error::NoNetwork(req.mode.to_string()));
+        None => {
+            let what = [
+                (!req.links.is_empty(), "--link"),
+                (!req.aliases.is_empty(), "--network-alias"),
+                (!req.ports.is_empty(), "publishing ports"),
+            ];
+            if let Some((_, what)) = what.into_iter().find(|(asked, _)| *asked) {
+                return Err(Error::NoNetwork {
+                    what,
+                    mode: req.mode.to_string(),
+                });
+            }
+            None
         }
-        None => None,
     };
     let mut out = Plan {
         links: Vec::new(),
@@ -454,7 +464,10 @@ pub fn connect(
         });
     }
     if c.config.network.network().is_none() {
-        return Err(Error::NoNetwork(c.config.network.to_string()));
+        return Err(Error::NoNetwork {
+            what: "network connect",
+            mode: c.config.network.to_string(),
+        });
     }
     let nets = Networks::new(paths);
     let net = nets.get(network)?;
