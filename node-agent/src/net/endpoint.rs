@@ -123,7 +123,6 @@ pub struct Request<'a> {
     pub ports: &'a [PortSpec],
     /// `(container, alias)` pairs from `--link`.
     pub links: &'a [(String, String)],
-    pub exposed: Vec<(u16, Protocol)>,
 }
 
 /// What create learns before writing the container: resolved links (and their

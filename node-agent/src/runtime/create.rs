@@ -201,7 +201,6 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
             aliases: &opts.network_aliases,
             ports: &ports,
             links: &opts.links,
-            exposed: exposed.clone(),
         },
     )?;
     let run_env: Vec<String> = net_plan.env.iter().chain(&opts.env).cloned().collect();
