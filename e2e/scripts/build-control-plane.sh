@@ -41,9 +41,12 @@ stamp_want="$(
 up_to_date() {
   [[ -x "$bin/etcd" && -x "$bin/kube-apiserver" && -x "$bin/kubectl" && -f "$out/stamp" ]] || return 1
   [[ "$(cat "$out/stamp")" == "$stamp_want" ]] || return 1
-  "$bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}" || return 1
-  "$bin/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION" || return 1
-  "$bin/kubectl" version --client 2>/dev/null | grep -qx "Client Version: $K8S_VERSION" || return 1
+  # Output captured first: `cmd | grep -q` would fail under pipefail when grep's early
+  # exit kills cmd with SIGPIPE.
+  local v
+  v="$("$bin/etcd" --version 2>&1)" && grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$v" || return 1
+  v="$("$bin/kube-apiserver" --version 2>&1)" && grep -qx "Kubernetes $K8S_VERSION" <<<"$v" || return 1
+  v="$("$bin/kubectl" version --client 2>&1)" && grep -qx "Client Version: $K8S_VERSION" <<<"$v" || return 1
 }
 
 if up_to_date; then echo "$bin"; exit 0; fi
