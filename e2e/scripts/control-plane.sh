@@ -62,12 +62,19 @@ pick_port() { # [EXCLUDED...] -> a currently free port in 20000-32767
 # A pid recorded in DIR is ours only while its command line still mentions DIR (pids are
 # reused). Prints the pid when it is alive and ours.
 our_pid() { # DIR NAME
-  local f="$1/$2.pid" pid
+  local f="$1/$2.pid" pid cmdline
   [[ -f "$f" ]] || return 1
   pid="$(<"$f")"
   [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1/" || return 1
+  cmdline="$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
+  [[ "$cmdline" == *"$1/"* ]] || return 1
   echo "$pid"
+}
+
+alive() { # PID: running and not a zombie (a child that `up` started and has not reaped)
+  local st
+  st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$st" && "${st:0:1}" != Z ]]
 }
 
 stop_proc() { # DIR NAME: SIGTERM, wait up to 15 s, then SIGKILL; waits until it is gone
@@ -75,15 +82,16 @@ stop_proc() { # DIR NAME: SIGTERM, wait up to 15 s, then SIGKILL; waits until it
   pid="$(our_pid "$1" "$2")" || { rm -f "$1/$2.pid"; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     log "$2 (pid $pid) ignored SIGTERM for 15s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
   fi
-  kill -0 "$pid" 2>/dev/null && die "$2 (pid $pid) is still running"
+  alive "$pid" && die "$2 (pid $pid) is still running"
+  wait "$pid" 2>/dev/null || true # reap it if it is our child
   rm -f "$1/$2.pid"
 }
 
@@ -92,7 +100,17 @@ start_proc() { # DIR NAME CMD...: runs CMD in its own session, detached from our
   # Not in our process group: the caller's Ctrl-C or exit must not take it down; `down`
   # does. stdin/stdout/stderr are files, so `$(control-plane.sh up ...)` returns.
   setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
-  echo $! >"$dir/$name.pid"
+  local pid=$! exe i
+  echo "$pid" >"$dir/$name.pid"
+  # Until the child has exec'd, /proc/PID shows this script, not the binary: wait for the
+  # exec so that our_pid (which matches DIR in the command line) recognises it.
+  exe="$(realpath -- "$1")"
+  for ((i = 0; i < 100; i++)); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] && return 0
+    alive "$pid" || return 0 # exited already; the caller reads the log
+    sleep 0.05
+  done
+  log "$name (pid $pid) did not exec $exe within 5s"
 }
 
 tail_log() { # DIR NAME
@@ -221,7 +239,7 @@ cmd_up() {
   chmod 600 "$pki"/*.key
 
   # --- etcd (loopback only), then kube-apiserver; random ports are retried on a collision
-  local attempt e_port p_port a_port ok=
+  local attempt e_port p_port a_port ok= health
   for ((attempt = 1; attempt <= 5; attempt++)); do
     e_port="${etcd_port:-$(pick_port)}"
     p_port="$(pick_port "$e_port")"
@@ -233,7 +251,8 @@ cmd_up() {
     local deadline=$((SECONDS + 30))
     while ((SECONDS < deadline)); do
       our_pid "$dir" etcd >/dev/null || break
-      if curl -fsS -m 2 "http://127.0.0.1:$e_port/health" 2>/dev/null | grep -q '"health":"true"'; then ok=1; break; fi
+      health="$(curl -fsS -m 2 "http://127.0.0.1:$e_port/health" 2>/dev/null)" || health=
+      if [[ "$health" == *'"health":"true"'* ]]; then ok=1; break; fi
       sleep 0.2
     done
     [[ -n "$ok" ]] && break
