@@ -239,7 +239,7 @@ cmd_up() {
   chmod 600 "$pki"/*.key
 
   # --- etcd (loopback only), then kube-apiserver; random ports are retried on a collision
-  local attempt e_port p_port a_port ok= health
+  local attempt e_port p_port a_port ok='' health=''
   for ((attempt = 1; attempt <= 5; attempt++)); do
     e_port="${etcd_port:-$(pick_port)}"
     p_port="$(pick_port "$e_port")"
