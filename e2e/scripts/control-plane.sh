@@ -256,9 +256,12 @@ cmd_up() {
       sleep 0.2
     done
     [[ -n "$ok" ]] && break
+    local exited=''
+    our_pid "$dir" etcd >/dev/null || exited=1
     stop_proc "$dir" etcd
     grep -q 'address already in use' "$dir/etcd.log" && [[ -z "$etcd_port" ]] && { log "etcd port collision; retrying"; continue; }
-    die "etcd did not become healthy"
+    [[ -n "$exited" ]] && die "etcd exited during startup"
+    die "etcd did not become healthy within 30s"
   done
   [[ -n "$ok" ]] || die "etcd: no free ports after 5 attempts"
 
@@ -289,6 +292,7 @@ cmd_up() {
       grep -q 'address already in use' "$dir/kube-apiserver.log"; then
       log "kube-apiserver port collision; retrying"; continue
     fi
+    our_pid "$dir" kube-apiserver >/dev/null || die "kube-apiserver exited during startup"
     stop_proc "$dir" kube-apiserver
     die "kube-apiserver did not become ready at $server within ${timeout}s"
   done
