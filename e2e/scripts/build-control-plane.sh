@@ -20,6 +20,8 @@ src="$(cd "$(dirname "$0")/../controlplane" && pwd)"
 . "$src/versions.env"
 : "${K8S_VERSION:?}" "${ETCD_VERSION:?}"
 
+# Non-interactive shells (CI) may not have read the profile that puts Go on PATH.
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || die "go is not installed (need Go >= $(sed -n 's/^go //p' "$src/go.mod"))"
 
 out="${BERTH_CONTROL_PLANE_CACHE:-$HOME/.cache/berth/control-plane}/$K8S_VERSION-$ETCD_VERSION"

@@ -14,6 +14,8 @@ here="$(cd "$(dirname "$0")/../controlplane" && pwd)"
 # shellcheck source=../controlplane/versions.env
 . "$here/versions.env"
 
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || PATH="/usr/local/go/bin:$PATH"
+
 k8s_staging_version="v0.${K8S_VERSION#v1.}"   # v1.36.3 -> v0.36.3
 
 # The .mod file of k8s.io/kubernetes, fetched through the ordinary client (GOPROXY).
