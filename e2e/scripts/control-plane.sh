@@ -259,7 +259,11 @@ cmd_up() {
     local exited=''
     our_pid "$dir" etcd >/dev/null || exited=1
     stop_proc "$dir" etcd
-    grep -q 'address already in use' "$dir/etcd.log" && [[ -z "$etcd_port" ]] && { log "etcd port collision; retrying"; continue; }
+    # Retry when a port we picked was taken meanwhile (not when --etcd-port was).
+    if grep -qF "127.0.0.1:$p_port: bind: address already in use" "$dir/etcd.log" ||
+      { [[ -z "$etcd_port" ]] && grep -q 'address already in use' "$dir/etcd.log"; }; then
+      log "etcd port collision; retrying"; continue
+    fi
     [[ -n "$exited" ]] && die "etcd exited during startup"
     die "etcd did not become healthy within 30s"
   done
