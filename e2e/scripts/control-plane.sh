@@ -243,6 +243,7 @@ cmd_up() {
   for ((attempt = 1; attempt <= 5; attempt++)); do
     e_port="${etcd_port:-$(pick_port)}"
     p_port="$(pick_port "$e_port")"
+    rm -rf "$dir/etcd" && mkdir -m 700 "$dir/etcd" # nothing from a failed attempt
     : >"$dir/etcd.log"
     start_proc "$dir" etcd "$bin/etcd" --name default --data-dir "$dir/etcd" \
       --listen-client-urls "http://127.0.0.1:$e_port" --advertise-client-urls "http://127.0.0.1:$e_port" \
