@@ -5,7 +5,8 @@ BUILD := build
 BERTH := $(or $(CARGO_TARGET_DIR),target)/release/berth
 DEMO_PORT ?= 8000
 
-.PHONY: all build demo test lint unit bench base-busybox demo-stop clean
+.PHONY: all build demo test lint unit bench base-busybox demo-stop clean \
+	control-plane control-plane-up control-plane-down control-plane-smoke control-plane-mod
 
 all: build
 
@@ -44,3 +45,24 @@ bench: build $(BUILD)/busybox-rootfs.tar
 clean:
 	rm -rf $(BUILD)
 	$(CARGO) clean
+
+# A real Kubernetes control plane (etcd, kube-apiserver, kubectl) built from the Go module
+# proxy into ~/.cache/berth/control-plane (about 10 minutes cold, then cached); see
+# docs/control-plane.md.
+CONTROL_PLANE_DIR ?= $(BUILD)/control-plane
+
+control-plane:
+	e2e/scripts/build-control-plane.sh
+
+control-plane-up: control-plane
+	e2e/scripts/control-plane.sh up $(CONTROL_PLANE_DIR)
+
+control-plane-down:
+	e2e/scripts/control-plane.sh down $(CONTROL_PLANE_DIR)
+
+control-plane-smoke: control-plane
+	e2e/scripts/control-plane-smoke.sh
+
+# After changing e2e/controlplane/versions.env; commit the regenerated go.mod/go.sum.
+control-plane-mod:
+	e2e/scripts/gen-control-plane-mod.sh
