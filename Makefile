@@ -5,7 +5,7 @@ BUILD := build
 BERTH := $(or $(CARGO_TARGET_DIR),target)/release/berth
 DEMO_PORT ?= 8000
 
-.PHONY: all build demo test lint unit bench base-busybox demo-stop clean \
+.PHONY: all build demo test lint unit bench base-busybox demo-stop clean crds crds-check \
 	control-plane control-plane-up control-plane-down control-plane-smoke control-plane-mod
 
 all: build
@@ -27,9 +27,16 @@ demo: base-busybox
 demo-stop:
 	-$(BERTH) rm -f web
 
-lint:
+lint: crds-check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The CRD manifests are generated from crds/; they must not drift from the types.
+crds:
+	$(CARGO) run -q -p berth-crds --bin crdgen manifests/crds
+
+crds-check: crds
+	git diff --exit-code -- manifests/crds || { echo "manifests/crds drifted from crds/: run make crds and commit"; exit 1; }
 
 unit:
 	$(CARGO) test --workspace --lib

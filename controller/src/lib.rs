@@ -1,1 +1,3 @@
-//! placeholder
+//! berth's controller: Apps into AppRevisions and Replicas bound to hosts.
+
+pub mod plan;
