@@ -28,9 +28,6 @@ use crate::{nodes, plan};
 
 /// Held on an App until its Replicas (and their containers) are gone.
 pub const APP_FINALIZER: &str = "berth.dev/replicas";
-/// Held by agents on the Replicas they run until the container is gone; the controller
-/// removes it from Replicas on lost hosts.
-pub const REPLICA_FINALIZER: &str = "berth.dev/container";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -24,6 +24,9 @@ pub const GROUP: &str = "berth.dev";
 pub const APP_LABEL: &str = "berth.dev/app";
 /// Label on Replicas: the AppRevision they run.
 pub const REVISION_LABEL: &str = "berth.dev/revision";
+/// Held by a host's agent on each Replica it runs, until the container is gone; the
+/// controller removes it from Replicas on lost hosts.
+pub const CONTAINER_FINALIZER: &str = "berth.dev/container";
 /// The namespace of the agents' Leases and the controller's leader Lease.
 pub const SYSTEM_NAMESPACE: &str = "berth-system";
 

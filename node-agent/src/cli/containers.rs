@@ -113,6 +113,9 @@ pub struct RunArgs {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     tty: bool,
+    /// Set metadata on the container (KEY=VALUE)
+    #[arg(short, long)]
+    label: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -207,6 +210,14 @@ fn create_options(a: &RunArgs) -> Result<CreateOptions> {
         stop_timeout: a.stop_timeout,
         log,
         interactive: a.interactive,
+        labels: a
+            .label
+            .iter()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
     })
 }
 
@@ -688,6 +699,7 @@ fn container_json(c: &Container, paths: &Paths) -> Value {
             "Image": c.config.image,
             "WorkingDir": process.cwd(),
             "StopSignal": c.config.stop_signal,
+            "Labels": c.config.labels,
             "StopTimeout": c.config.stop_timeout,
         },
     })

@@ -105,6 +105,9 @@ pub struct Config {
     pub mounts: Vec<MountRecord>,
     /// Attach standard input (`-i`) when run in the foreground.
     pub interactive: bool,
+    /// `--label`s; the node agent marks the containers it runs with them.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

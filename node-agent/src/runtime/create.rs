@@ -88,6 +88,7 @@ pub struct CreateOptions {
     pub stop_timeout: Option<u32>,
     pub log: LogOptions,
     pub interactive: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads a file of the image's root filesystem from its unpacked layers (topmost
@@ -319,6 +320,7 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         network: network.clone(),
         mounts,
         interactive: opts.interactive,
+        labels: opts.labels.clone(),
     };
 
     let _lock =

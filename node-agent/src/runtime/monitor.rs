@@ -83,13 +83,14 @@ pub fn spawn_detached(paths: &Paths, c: &Container) -> Result<(), SpawnError> {
         .take()
         .expect("stdout is piped")
         .read_to_end(&mut report);
+    // The direct child only forked the monitor and exited.
+    let status = child.wait().map_err(io)?;
     if report == b"ok" {
         return Ok(());
     }
     if let Some(err) = report.strip_prefix(b"err ") {
         return Err(SpawnError::Start(StartError::decode(err)));
     }
-    let status = child.wait().map_err(io)?;
     Err(SpawnError::Died {
         name: c.config.name.clone(),
         status,
@@ -104,6 +105,17 @@ pub fn detached_main(id: Option<&std::ffi::OsStr>) -> i32 {
         eprintln!("berth {ENTRY}: expected a container id");
         return init::EXIT_SETUP_FAILED;
     };
+    // Run on as a grandchild of the caller: the child exits at once, so a long-lived
+    // caller (the node agent) reaps it and never gathers zombies.
+    // SAFETY: this process was just exec'd and has started no thread.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            eprintln!("berth {ENTRY}: fork: {e}");
+            return init::EXIT_SETUP_FAILED;
+        }
+    }
     // A session of its own: the terminal that ran `berth run -d` may go away.
     let _ = nix::unistd::setsid();
     let c = match super::container::load(&paths, id) {

@@ -1,0 +1,182 @@
+//! The Replicas bound to this host, made real: a container per Replica (found again by
+//! the Replica's uid on its labels, so an agent restart adopts what runs without touching
+//! it), removed when its Replica goes, and the Replica's status kept current.
+
+use std::sync::Arc;
+
+use berth_crds::{CONTAINER_FINALIZER as FINALIZER, Replica, ReplicaStatus};
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::Config;
+use super::convert::{self, replica_uid};
+use crate::paths::Paths;
+use crate::runtime::container::{self, Container};
+use crate::runtime::{create, lifecycle, monitor};
+
+const MANAGER: &str = "berth-agent";
+
+/// Watches this host's Replicas and syncs on every change and every `resync`.
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    let api: Api<Replica> = Api::all(client.clone());
+    let (store, writer) = reflector::store();
+    // Only the Replicas bound here (a selectable field of the CRD).
+    let selector = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node));
+    let mut events = watcher(api, selector)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    let mut tick = tokio::time::interval(config.resync);
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(_)) => {}
+                Some(Err(error)) => tracing::warn!(%error, "watching replicas"),
+                None => anyhow::bail!("the replica watch ended"),
+            },
+            _ = tick.tick() => {}
+        }
+        // Before the first full list, an empty cache would read as "no Replicas here":
+        // never act on it, or a restarted agent would remove every container.
+        if store.wait_until_ready().now_or_never().is_none() {
+            continue;
+        }
+        if let Err(error) = sync(&client, &config, &store).await {
+            tracing::warn!(%error, "sync failed; retrying on the next change or tick");
+        }
+    }
+}
+
+/// The engine is synchronous (files, fork and exec): it runs off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await?)
+}
+
+fn our_containers(paths: &Paths) -> anyhow::Result<Vec<Container>> {
+    Ok(container::list(paths)?
+        .into_iter()
+        .filter(|c| replica_uid(c).is_some())
+        .collect())
+}
+
+async fn sync(client: &Client, config: &Config, store: &Store<Replica>) -> anyhow::Result<()> {
+    let replicas: Vec<Arc<Replica>> = store.state();
+    let paths = config.paths.clone();
+    let containers = blocking(move || our_containers(&paths)).await??;
+
+    // Containers whose Replica is gone (or was replaced by a new one of the same name).
+    for c in &containers {
+        let uid = replica_uid(c).unwrap_or_default();
+        if !replicas.iter().any(|r| r.uid().as_deref() == Some(uid)) {
+            remove(config, c.clone()).await?;
+        }
+    }
+    for r in &replicas {
+        let (ns, name, uid) = convert::identity(r);
+        let api: Api<Replica> = Api::namespaced(client.clone(), &ns);
+        let existing = containers
+            .iter()
+            .find(|c| replica_uid(c) == Some(uid.as_str()))
+            .cloned();
+        if r.meta().deletion_timestamp.is_some() {
+            if let Some(c) = existing {
+                remove(config, c).await?;
+            }
+            let finalizers: Vec<String> = r
+                .finalizers()
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+            )
+            .await?;
+            continue;
+        }
+        if !r.finalizers().iter().any(|f| f == FINALIZER) {
+            let mut finalizers = r.finalizers().to_vec();
+            finalizers.push(FINALIZER.to_string());
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+            )
+            .await?;
+        }
+        let status = match existing {
+            Some(c) => convert::status(&c, &config.address),
+            None => start(config, &ns, &name, &uid, r).await?,
+        };
+        if r.status.as_ref() != Some(&status) {
+            let patch =
+                json!({ "apiVersion": "berth.dev/v1alpha1", "kind": "Replica", "status": status });
+            api.patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(patch),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates and starts the Replica's container; what stands in the way becomes the status.
+async fn start(
+    config: &Config,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    r: &Replica,
+) -> anyhow::Result<ReplicaStatus> {
+    let opts = match convert::create_options(ns, name, uid, &r.spec.template) {
+        Ok(o) => o,
+        Err(e) => {
+            return Ok(convert::waiting(
+                "InvalidTemplate",
+                e.to_string(),
+                &config.address,
+            ));
+        }
+    };
+    let paths = config.paths.clone();
+    let (ns, name) = (ns.to_string(), name.to_string());
+    let result = blocking(move || -> Result<Container, String> {
+        // A container left by an earlier Replica of the same name goes first.
+        if let Ok(old) = container::find(&paths, &convert::container_name(&ns, &name)) {
+            lifecycle::remove(&paths, &old, true).map_err(|e| e.to_string())?;
+        }
+        let c = create::create(&paths, &opts).map_err(|e| e.to_string())?;
+        if let Err(e) = monitor::spawn_detached(&paths, &c) {
+            tracing::warn!(replica = %name, error = %e, "container failed to start");
+        }
+        container::load(&paths, &c.config.id).map_err(|e| e.to_string())
+    })
+    .await?;
+    Ok(match result {
+        Ok(c) => {
+            tracing::info!(replica = %r.name_any(), container = %c.config.id, "started");
+            convert::status(&c, &config.address)
+        }
+        Err(message) if message.contains("not found locally") => {
+            convert::waiting("ImageNotFound", message, &config.address)
+        }
+        Err(message) => convert::waiting("CreateError", message, &config.address),
+    })
+}
+
+async fn remove(config: &Config, c: Container) -> anyhow::Result<()> {
+    let paths = config.paths.clone();
+    let name = c.config.name.clone();
+    blocking(move || lifecycle::remove(&paths, &c, true)).await??;
+    tracing::info!(container = %name, "removed: its replica is gone");
+    Ok(())
+}
