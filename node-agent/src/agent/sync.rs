@@ -32,6 +32,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         .touched_objects()
         .boxed();
     let mut tick = tokio::time::interval(config.resync);
+    let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             event = events.next() => match event {
@@ -46,9 +47,34 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         if store.wait_until_ready().now_or_never().is_none() {
             continue;
         }
-        if let Err(error) = sync(&client, &config, &store).await {
+        if let Err(error) = sync(&client, &config, &store, &mut backoff).await {
             tracing::warn!(%error, "sync failed; retrying on the next change or tick");
         }
+    }
+}
+
+/// When each Replica's container may be started again: 1 s after the first failure,
+/// doubling up to 5 minutes, as the kubelet backs off a crashing container.
+#[derive(Default)]
+struct Backoff {
+    next: std::collections::HashMap<String, (std::time::Instant, std::time::Duration)>,
+}
+
+impl Backoff {
+    /// Whether `uid` may be started now; if so, the next attempt waits longer.
+    fn ready(&mut self, uid: &str) -> bool {
+        let now = std::time::Instant::now();
+        let (at, delay) = self
+            .next
+            .get(uid)
+            .copied()
+            .unwrap_or((now, std::time::Duration::from_millis(500)));
+        if now < at {
+            return false;
+        }
+        let delay = (delay * 2).min(std::time::Duration::from_secs(300));
+        self.next.insert(uid.to_string(), (now + delay, delay));
+        true
     }
 }
 
@@ -64,8 +90,16 @@ fn our_containers(paths: &Paths) -> anyhow::Result<Vec<Container>> {
         .collect())
 }
 
-async fn sync(client: &Client, config: &Config, store: &Store<Replica>) -> anyhow::Result<()> {
+async fn sync(
+    client: &Client,
+    config: &Config,
+    store: &Store<Replica>,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
     let replicas: Vec<Arc<Replica>> = store.state();
+    backoff
+        .next
+        .retain(|uid, _| replicas.iter().any(|r| r.uid().as_deref() == Some(uid)));
     let paths = config.paths.clone();
     let containers = blocking(move || our_containers(&paths)).await??;
 
@@ -112,6 +146,10 @@ async fn sync(client: &Client, config: &Config, store: &Store<Replica>) -> anyho
             .await?;
         }
         let status = match existing {
+            Some(c) if needs_start(&c) => match backoff.ready(&uid) {
+                true => restart(config, c).await?,
+                false => convert::status(&c, &config.address),
+            },
             Some(c) => convert::status(&c, &config.address),
             None => start(config, &ns, &name, &uid, r).await?,
         };
@@ -171,6 +209,29 @@ async fn start(
         }
         Err(message) => convert::waiting("CreateError", message, &config.address),
     })
+}
+
+/// A container of a Replica should run: one whose monitor is gone without running it
+/// (never started, failed to start, or gave up) is started again, with backoff.
+fn needs_start(c: &Container) -> bool {
+    use crate::runtime::container::Liveness;
+    matches!(
+        c.liveness(),
+        Liveness::Created | Liveness::Exited | Liveness::Dead
+    )
+}
+
+async fn restart(config: &Config, c: Container) -> anyhow::Result<ReplicaStatus> {
+    let paths = config.paths.clone();
+    let id = c.config.id.clone();
+    let c = blocking(move || {
+        if let Err(e) = monitor::spawn_detached(&paths, &c) {
+            tracing::warn!(container = %c.config.name, error = %e, "container failed to start again");
+        }
+        container::load(&paths, &id)
+    })
+    .await??;
+    Ok(convert::status(&c, &config.address))
 }
 
 async fn remove(config: &Config, c: Container) -> anyhow::Result<()> {

@@ -32,8 +32,20 @@ struct Args {
     resync_seconds: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The agent starts containers' monitors by re-executing itself (see
+    // `berth::runtime::monitor::spawn_detached`); that entry must stay single-threaded,
+    // so it is taken before any runtime starts.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new(berth::runtime::monitor::ENTRY)) {
+        std::process::exit(berth::runtime::monitor::detached_main(
+            argv.next().as_deref(),
+        ));
+    }
+    tokio::runtime::Runtime::new()?.block_on(agent())
+}
+
+async fn agent() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
