@@ -5,7 +5,7 @@ BUILD := build
 BERTH := $(or $(CARGO_TARGET_DIR),target)/release/berth
 DEMO_PORT ?= 8000
 
-.PHONY: all build demo test lint unit bench base-busybox demo-stop clean crds crds-check \
+.PHONY: all build demo test lint unit bench base-busybox demo-stop clean crds crds-check cluster cluster-down \
 	control-plane control-plane-up control-plane-down control-plane-smoke control-plane-mod
 
 all: build
@@ -73,3 +73,14 @@ control-plane-smoke: control-plane
 # After changing e2e/controlplane/versions.env; commit the regenerated go.mod/go.sum.
 control-plane-mod:
 	e2e/scripts/gen-control-plane-mod.sh
+
+# A local cluster: the control plane above, three hosts (network namespaces on one bridge)
+# each running berth-agent, and berth-controller. Ends by printing `export` lines.
+CLUSTER_DIR ?= $(abspath $(BUILD))/cluster
+
+cluster: control-plane
+	$(CARGO) build --workspace --bins
+	@e2e/scripts/cluster.sh up $(CLUSTER_DIR)
+
+cluster-down:
+	e2e/scripts/cluster.sh down $(CLUSTER_DIR)

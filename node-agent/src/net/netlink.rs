@@ -10,7 +10,9 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use nix::sched::{CloneFlags, setns};
 use nix::unistd::Pid;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkMessage,
+};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -184,10 +186,18 @@ impl Netlink {
             self.handle.link().add(veth).execute(),
         )?;
         // A container may reach itself through a published port: the bridge must send
-        // such packets back out of the port they came in by.
-        sysctl_path(
-            &format!("/sys/class/net/{host_end}/brport/hairpin_mode"),
-            "1",
+        // such packets back out of the port they came in by. (Through netlink: /sys
+        // shows the network namespace that mounted it, not necessarily ours.)
+        let index = self.require(host_end)?;
+        let port = LinkUnspec::new_with_index(index)
+            .set_port_kind(InfoPortKind::Bridge)
+            .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )]))
+            .build();
+        self.run(
+            format!("setting hairpin mode on {host_end}"),
+            self.handle.link().set_port(port).execute(),
         )
     }
 
@@ -236,13 +246,11 @@ impl Netlink {
     }
 }
 
+/// A sysctl of this process's network namespace (/proc/sys/net follows the reader's).
 fn sysctl(key: &str, value: &str) -> Result<(), Error> {
-    sysctl_path(&format!("/proc/sys/{key}"), value)
-}
-
-fn sysctl_path(path: &str, value: &str) -> Result<(), Error> {
-    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
+    let path = format!("/proc/sys/{key}");
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
         return Ok(());
     }
-    std::fs::write(path, value).map_err(io(format!("setting {path} to {value}")))
+    std::fs::write(&path, value).map_err(io(format!("setting {path} to {value}")))
 }
