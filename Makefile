@@ -41,8 +41,10 @@ crds-check: crds
 unit:
 	$(CARGO) test --workspace --lib
 
-# Real containers: run as root.
-test: lint
+# Real containers and a real control plane (built from the Go module proxy the first
+# time, then cached under ~/.cache/berth): run as root.
+test: lint control-plane
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace -- --test-threads=4
 
 bench: build $(BUILD)/busybox-rootfs.tar

@@ -108,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
     ] {
         ready.with_context(|| format!("waiting for the {what} cache"))?;
     }
+    let nodes = reconcile::watch_nodes(ctx.clone());
     let controller = Controller::new(Api::<App>::all(client.clone()), watcher::Config::default())
         .owns(
             Api::<Replica>::all(client.clone()),
@@ -117,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         .for_each(|_| async {});
     tokio::select! {
         () = controller => anyhow::bail!("the controller stopped"),
+        () = nodes => anyhow::bail!("the host readiness task stopped"),
         () = elector.hold() => anyhow::bail!("lost leadership; exiting so a restart campaigns again"),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }

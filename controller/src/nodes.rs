@@ -17,6 +17,26 @@ fn expiry(lease: &Lease) -> Option<Timestamp> {
     renewed.checked_add(Duration::from_secs(duration)).ok()
 }
 
+/// The `Ready` condition a host's BerthNode should show, given its view.
+pub fn ready_condition(node: &plan::Node) -> berth_crds::app::Condition {
+    let (status, reason, message) = if node.ready {
+        ("True", "AgentReady", "the agent renews its lease")
+    } else {
+        (
+            "Unknown",
+            "LeaseExpired",
+            "the agent stopped renewing its lease",
+        )
+    };
+    berth_crds::app::Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_transition_time: None,
+    }
+}
+
 /// The planner's view of the hosts: each BerthNode with its Lease (same name).
 pub fn views(
     nodes: &[BerthNode],

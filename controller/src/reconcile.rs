@@ -429,6 +429,42 @@ impl Reconciler<'_> {
     }
 }
 
+/// Keeps each BerthNode's `Ready` condition in step with its Lease (the agent writes the
+/// rest of its status), until the process stops.
+pub async fn watch_nodes(ctx: Arc<Context>) {
+    let api: Api<BerthNode> = Api::all(ctx.client.clone());
+    loop {
+        let nodes: Vec<BerthNode> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
+        let leases: Vec<Lease> = ctx.leases.state().iter().map(|l| (**l).clone()).collect();
+        for (node, view) in
+            nodes
+                .iter()
+                .zip(nodes::views(&nodes, &leases, Timestamp::now(), ctx.grace))
+        {
+            let mut wanted = nodes::ready_condition(&view);
+            let current = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+            if current.is_some_and(|c| c.status == wanted.status) {
+                continue;
+            }
+            wanted.last_transition_time = Some(Timestamp::now().to_string());
+            let patch = Patch::Merge(json!({"status": {"conditions": [wanted]}}));
+            match api
+                .patch_status(&view.name, &PatchParams::default(), &patch)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(node = %view.name, ready = %wanted.status, "host readiness changed")
+                }
+                Err(error) => tracing::warn!(node = %view.name, %error, "updating host readiness"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.is_not_found())
 }

@@ -362,6 +362,39 @@ fn cluster_mode_end_to_end() {
         let r = c.running("hello");
         r.len() == 3 && r.iter().all(|(_, n)| n != "h3")
     });
-    let ready = c.kubectl_ok(&["get", "berthnodes", "-o", "name"]);
-    assert_eq!(ready.lines().count(), 3);
+    let readiness = |node: &str| {
+        c.kubectl_ok(&[
+            "get",
+            "berthnode",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+    };
+    c.wait_for("h3 shown not ready", LONG, || readiness("h3") == "Unknown");
+    assert_eq!(readiness("h1"), "True");
+
+    // An image no host has: the Replica and the App say so, and nothing loops hot.
+    let ghost = "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: ghost\nspec:\n  replicas: 1\n  template:\n    image: nosuch:latest\n";
+    assert!(c.apply(ghost).status.success());
+    c.wait_for("the replica's reason", LONG, || {
+        c.kubectl_ok(&[
+            "get",
+            "replicas",
+            "-l",
+            "berth.dev/app=ghost",
+            "-o",
+            "jsonpath={.items[0].status.reason}",
+        ]) == "ImageNotFound"
+    });
+    c.wait_for("the App's condition", LONG, || {
+        c.kubectl_ok(&[
+            "get",
+            "app",
+            "ghost",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"ReplicaFailure\")].reason}",
+        ]) == "ImageNotFound"
+    });
+    c.kubectl_ok(&["delete", "app", "ghost", "--timeout=60s"]);
 }
