@@ -94,11 +94,20 @@ impl Env {
     pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(program);
         c.args(args).envs(self.paths.env()).stdin(Stdio::null());
+        // Registry credentials and CAs of this installation's own, never the host's.
+        c.env("XDG_CONFIG_HOME", self.config_home())
+            .env("DOCKER_CONFIG", self.file("docker-config"))
+            .env_remove("BERTH_INSECURE_REGISTRIES");
         c
     }
 
     pub fn paths(&self) -> Paths {
         self.paths.clone()
+    }
+
+    /// `$XDG_CONFIG_HOME` of this installation's commands (berth's `auth.json`, `certs.d`).
+    pub fn config_home(&self) -> PathBuf {
+        self.file("config")
     }
 
     /// A path for a test's own files, removed with the installation.

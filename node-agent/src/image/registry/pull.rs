@@ -128,6 +128,7 @@ pub(super) async fn pull(
         config_digest: manifest.config().digest().to_string(),
         blobs: blobs.clone(),
         names: vec![name.clone()],
+        keep_manifest: true,
     };
     let image = store
         .commit(staging, vec![new])?
