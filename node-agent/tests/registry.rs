@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::Env;
+use common::{Env, free_port};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -162,14 +162,6 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A CA, and a certificate it signed for 127.0.0.1.

@@ -37,6 +37,15 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A berth installation of its own: everything host-global it touches (cgroup parent,
 /// default bridge and subnet, nftables table) is named for it alone.
 pub struct Env {

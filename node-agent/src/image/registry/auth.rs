@@ -110,9 +110,10 @@ impl AuthFiles {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(Error::io("creating", dir))?;
+            .map_err(crate::image::Error::io("creating", dir))?;
         let lock_path = dir.join(".auth.json.lock");
-        let _lock = Lock::exclusive(&lock_path).map_err(Error::io("locking", &lock_path))?;
+        let _lock =
+            Lock::exclusive(&lock_path).map_err(crate::image::Error::io("locking", &lock_path))?;
         let mut config = read(path)?.unwrap_or_else(|| json!({}));
         let Some(object) = config.as_object_mut() else {
             return Err(bad_file(path, "it is not a JSON object"));
@@ -127,7 +128,7 @@ impl AuthFiles {
         }
         let data =
             serde_json::to_vec_pretty(&config).map_err(|e| bad_file(path, &e.to_string()))?;
-        write_private(path, &data).map_err(Error::io("writing", path))
+        Ok(write_private(path, &data).map_err(crate::image::Error::io("writing", path))?)
     }
 }
 
@@ -144,7 +145,7 @@ fn read(path: &Path) -> Result<Option<Value>, Error> {
             .map(Some)
             .map_err(|e| bad_file(path, &format!("invalid JSON: {e}"))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("reading", path)(e)),
+        Err(e) => Err(crate::image::Error::io("reading", path)(e).into()),
     }
 }
 

@@ -81,7 +81,7 @@ impl Options {
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("listing", dir)(e)),
+                Err(e) => return Err(crate::image::Error::io("listing", dir)(e).into()),
             };
             let mut paths: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -89,7 +89,7 @@ impl Options {
                 .collect();
             paths.sort();
             for path in paths {
-                let data = fs::read(&path).map_err(Error::io("reading", &path))?;
+                let data = fs::read(&path).map_err(crate::image::Error::io("reading", &path))?;
                 certificates.push(Certificate {
                     encoding: CertificateEncoding::Pem,
                     data,

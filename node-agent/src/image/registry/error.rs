@@ -54,14 +54,6 @@ pub enum Error {
     #[error("{what}: {reason}")]
     Unsupported { what: String, reason: String },
 
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-
     #[error("{}: {reason}; fix the file or remove it", path.display())]
     BadFile { path: PathBuf, reason: String },
 
@@ -73,19 +65,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// For `map_err`: `.map_err(Error::io("reading", &path))`.
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(io::Error) -> Error {
-        let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    }
-
     pub(crate) fn unsupported(what: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::Unsupported {
             what: what.into(),

@@ -293,7 +293,7 @@ fn check_config(
 ) -> Result<(), Error> {
     let digest = manifest.config().digest().to_string();
     let bytes = match staging.path(&digest) {
-        Some(path) => std::fs::read(path).map_err(Error::io("reading", path))?,
+        Some(path) => std::fs::read(path).map_err(crate::image::Error::io("reading", path))?,
         None => store.read_blob(&digest)?,
     };
     let config: ImageConfiguration = serde_json::from_slice(&bytes).map_err(|e| {
@@ -330,7 +330,10 @@ async fn download(
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(OciDistributionError::IoError)?;
                 writer.write_all(&chunk).map_err(|e| {
-                    Failure::Fatal(Error::io("writing in", staging.borrow().dir())(e))
+                    Failure::from(crate::image::Error::io(
+                        "writing in",
+                        staging.borrow().dir(),
+                    )(e))
                 })?;
                 bar.inc(chunk.len() as u64);
             }

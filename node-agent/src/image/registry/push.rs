@@ -196,7 +196,7 @@ impl Context<'_> {
                 bar.set(0);
                 let file = tokio::fs::File::open(&path)
                     .await
-                    .map_err(|e| Failure::Fatal(Error::io("opening", &path)(e)))?;
+                    .map_err(|e| Failure::from(crate::image::Error::io("opening", &path)(e)))?;
                 let body = read_chunks(file, bar.clone());
                 c.push_blob_stream(self.oci, body, &digest, Some(blob.size()))
                     .await?;

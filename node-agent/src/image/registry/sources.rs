@@ -52,7 +52,8 @@ impl Sources {
         digests: &[String],
     ) -> Result<(), Error> {
         let lock_path = paths.root.join("distribution.lock");
-        let _lock = Lock::exclusive(&lock_path).map_err(Error::io("locking", &lock_path))?;
+        let _lock =
+            Lock::exclusive(&lock_path).map_err(crate::image::Error::io("locking", &lock_path))?;
         let mut sources = Sources::load(paths);
         for digest in digests {
             let repos = sources.map.entry(digest.clone()).or_default();
@@ -66,7 +67,8 @@ impl Sources {
             .retain(|digest, _| store.blob_path(digest).is_ok_and(|p| p.exists()));
         let json = serde_json::to_vec(&sources.map).unwrap_or_default();
         fsutil::write_atomic(&sources.path, &json, false)
-            .map_err(Error::io("writing", &sources.path))
+            .map_err(crate::image::Error::io("writing", &sources.path))?;
+        Ok(())
     }
 }
 
