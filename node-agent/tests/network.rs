@@ -8,16 +8,7 @@ use std::collections::HashSet;
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use common::Env;
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Env, free_port};
 
 fn http_get(addr: &str) -> String {
     let out = std::process::Command::new("curl")

@@ -572,10 +572,6 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
     let env = Env::new();
     let cases: &[(&[&str], &str)] = &[
         (
-            &["run", "nosuchimage"],
-            "image \"nosuchimage\" not found locally",
-        ),
-        (
             &["run", "--bogus", "base", "true"],
             "unexpected argument '--bogus'",
         ),
@@ -646,6 +642,21 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
             );
         }
     }
+    // An absent image is pulled first (by a child `berth pull`); with no registry there,
+    // the pull's error ends the run.
+    let r = env.berth(&["run", "localhost:1/nosuchimage"]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr
+            .starts_with("Unable to find image 'localhost:1/nosuchimage:latest' locally\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("cannot reach registry localhost:1"),
+        "{}",
+        r.stderr
+    );
     // The kernel refusing the rlimit happened inside a created container: it stays,
     // exited with the error, like Docker's; removing it leaves nothing.
     for id in env.ok(&["ps", "-a", "-q"]).lines() {

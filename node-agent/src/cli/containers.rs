@@ -231,6 +231,9 @@ fn require_root() -> Result<()> {
 pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     let opts = create_options(&a)?;
     require_root()?;
+    if let Some(code) = super::registry::pull_if_absent(paths, &opts.image)? {
+        return Ok(code);
+    }
     let c = create::create(paths, &opts)?;
     if !a.detach {
         return Ok(monitor::run(paths, c, Attach::Foreground));

@@ -4,6 +4,7 @@ mod containers;
 mod format;
 mod images;
 mod networks;
+mod registry;
 mod volumes;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +82,14 @@ enum Command {
     Tag(images::TagArgs),
     /// Remove images
     Rmi(images::RmiArgs),
+    /// Log in to a registry
+    Login(registry::LoginArgs),
+    /// Log out from a registry
+    Logout(registry::LogoutArgs),
+    /// Download an image from a registry
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
     /// List a container's published ports
     Port(networks::PortArgs),
     /// Manage networks
@@ -128,6 +137,10 @@ pub fn main() -> i32 {
         Command::Load(a) => images::load(&paths, a),
         Command::Tag(a) => images::tag(&paths, a),
         Command::Rmi(a) => images::rmi(&paths, a),
+        Command::Login(a) => registry::login(a),
+        Command::Logout(a) => registry::logout(a),
+        Command::Pull(a) => registry::pull(&paths, a),
+        Command::Push(a) => registry::push(&paths, a),
         Command::Port(a) => networks::port(&paths, a),
         Command::Network(c) => networks::run(&paths, c),
         Command::Volume(c) => volumes::run(&paths, c),

@@ -500,6 +500,7 @@ fn oci_images(members: &Members, staging: &mut Staging) -> Result<Vec<NewImage>,
             config_digest: manifest.config().digest().to_string(),
             blobs,
             names: oci_names(top),
+            keep_manifest: false,
         });
     }
     Ok(images)

@@ -1,12 +1,13 @@
 //! Images: references, the OCI image-layout store, layers, and archive import/export.
 
 mod archive;
-mod blob;
+pub(crate) mod blob;
 mod error;
 mod import;
 mod index;
 mod layer;
 pub mod reference;
+pub mod registry;
 pub mod store;
 
 pub use archive::{ArchiveFormat, Loaded};

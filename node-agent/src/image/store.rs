@@ -123,6 +123,9 @@ pub(crate) struct NewImage {
     pub config_digest: String,
     pub blobs: Vec<String>,
     pub names: Vec<Reference>,
+    /// Whether this manifest is the one that names the image elsewhere (a registry's),
+    /// and so is kept even when the store has the same config under another manifest.
+    pub keep_manifest: bool,
 }
 
 pub struct ImageStore {
@@ -457,7 +460,8 @@ impl ImageStore {
 
     /// Moves the staged blobs of `images` into the store and names the images in
     /// `index.json`, all under the store lock. An image whose config is already in the
-    /// store under another manifest is not added twice: the existing one gets the names.
+    /// store under another manifest is not added twice: the existing one gets the names
+    /// (unless it is to keep its manifest).
     /// Returns the committed images, in order.
     pub(crate) fn commit(
         &self,
@@ -473,7 +477,10 @@ impl ImageStore {
             .collect();
         let mut targets = Vec::new();
         for image in &images {
-            let target = match existing.get(&image.config_digest) {
+            let present = existing
+                .get(&image.config_digest)
+                .filter(|_| !image.keep_manifest);
+            let target = match present {
                 Some(present) => self.manifest_descriptor(present)?,
                 None => {
                     for digest in &image.blobs {
@@ -720,6 +727,7 @@ impl Staging {
             manifest,
             blobs,
             names,
+            keep_manifest: false,
         })
     }
 

@@ -37,6 +37,15 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A berth installation of its own: everything host-global it touches (cgroup parent,
 /// default bridge and subnet, nftables table) is named for it alone.
 pub struct Env {
@@ -94,11 +103,20 @@ impl Env {
     pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(program);
         c.args(args).envs(self.paths.env()).stdin(Stdio::null());
+        // Registry credentials and CAs of this installation's own, never the host's.
+        c.env("XDG_CONFIG_HOME", self.config_home())
+            .env("DOCKER_CONFIG", self.file("docker-config"))
+            .env_remove("BERTH_INSECURE_REGISTRIES");
         c
     }
 
     pub fn paths(&self) -> Paths {
         self.paths.clone()
+    }
+
+    /// `$XDG_CONFIG_HOME` of this installation's commands (berth's `auth.json`, `certs.d`).
+    pub fn config_home(&self) -> PathBuf {
+        self.file("config")
     }
 
     /// A path for a test's own files, removed with the installation.
