@@ -50,6 +50,7 @@ test: lint control-plane
 bench: build $(BUILD)/busybox-rootfs.tar
 	bench/run.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
 	bench/network.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
+	bench/registry.sh $(BERTH)
 
 clean:
 	rm -rf $(BUILD)

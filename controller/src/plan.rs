@@ -93,40 +93,62 @@ pub fn plan(
             .extend(current.drain(..excess).map(|r| r.name.clone()));
     }
 
-    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &current {
-        *per_node.entry(r.node.as_str()).or_default() += 1;
-    }
-    let mut load = load.clone();
-    for _ in current.len()..desired.replicas {
-        let target = nodes
-            .iter()
-            .filter(|n| n.ready && !n.unschedulable && !n.lost)
-            .filter(|n| {
-                desired
-                    .node_selector
-                    .iter()
-                    .all(|(k, v)| n.labels.get(k) == Some(v))
-            })
-            .filter(|n| load.get(&n.name).copied().unwrap_or(0) < n.pods)
-            // Spread the App first, then fill the emptiest node.
-            .min_by_key(|n| {
-                (
-                    per_node.get(n.name.as_str()).copied().unwrap_or(0),
-                    load.get(&n.name).copied().unwrap_or(0),
-                    &n.name,
-                )
-            });
-        match target {
-            Some(n) => {
-                *per_node.entry(n.name.as_str()).or_default() += 1;
-                *load.entry(n.name.clone()).or_default() += 1;
-                out.create.push(n.name.clone());
-            }
-            None => out.unschedulable += 1,
-        }
+    let missing = desired.replicas.saturating_sub(current.len());
+    if missing > 0 {
+        let (created, unschedulable) = place(missing, &current, nodes, load, desired.node_selector);
+        out.create = created;
+        out.unschedulable = unschedulable;
     }
     out
+}
+
+/// Picks a node for each of `count` new Replicas: among ready, schedulable nodes that
+/// match the selector and have room, the one with the fewest of this App's Replicas, then
+/// the emptiest, then by name. A min-heap keeps this O(count log nodes).
+fn place(
+    count: usize,
+    current: &[&Replica],
+    nodes: &[Node],
+    load: &BTreeMap<String, usize>,
+    selector: &BTreeMap<String, String>,
+) -> (Vec<String>, usize) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    let mut mine: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in current {
+        *mine.entry(r.node.as_str()).or_default() += 1;
+    }
+    let mut heap = BinaryHeap::new();
+    for n in nodes
+        .iter()
+        .filter(|n| n.ready && !n.unschedulable && !n.lost)
+    {
+        if !selector.iter().all(|(k, v)| n.labels.get(k) == Some(v)) {
+            continue;
+        }
+        let used = load.get(&n.name).copied().unwrap_or(0);
+        if used < n.pods {
+            heap.push(Reverse((
+                mine.get(n.name.as_str()).copied().unwrap_or(0),
+                used,
+                n.name.as_str(),
+                n.pods,
+            )));
+        }
+    }
+    let mut created = Vec::with_capacity(count);
+    while created.len() < count {
+        let Some(Reverse((ours, used, name, pods))) = heap.pop() else {
+            break;
+        };
+        created.push(name.to_string());
+        if used + 1 < pods {
+            heap.push(Reverse((ours + 1, used + 1, name, pods)));
+        }
+    }
+    let unschedulable = count - created.len();
+    (created, unschedulable)
 }
 
 /// The counts an App's status reports.
