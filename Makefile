@@ -47,10 +47,12 @@ test: lint control-plane
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace -- --test-threads=4
 
-bench: build $(BUILD)/busybox-rootfs.tar
+bench: build control-plane $(BUILD)/busybox-rootfs.tar
 	bench/run.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
 	bench/network.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
 	bench/registry.sh $(BERTH)
+	$(CARGO) build --release --workspace --bins
+	BERTH_BIN=$(dir $(BERTH)) bench/cluster.sh
 
 clean:
 	rm -rf $(BUILD)

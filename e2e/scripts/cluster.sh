@@ -8,6 +8,7 @@
 #   cluster.sh agent DIR HOST start|stop|kill
 #   cluster.sh controller DIR NAME start|stop|kill
 #   cluster.sh berth DIR HOST ARGS... run `berth` as host HOST (its namespace and state)
+#   cluster.sh restart-apiserver DIR  kill kube-apiserver (SIGKILL) and start it again
 #
 # Binaries come from $BERTH_BIN (default: target/debug of this checkout). Timing for tests:
 # BERTH_LEASE_SECONDS (agents' Lease, default 15), BERTH_NODE_GRACE (seconds a NotReady host
@@ -93,6 +94,21 @@ cmd_controller() {
     kill) stop_pid "$dir/$name.pid" KILL ;;
     *) die "controller: start, stop or kill" ;;
     esac
+}
+
+cmd_restart_apiserver() {
+    load "$1"
+    local pidfile="$dir/cp/kube-apiserver.pid" pid
+    pid=$(cat "$pidfile")
+    [ -r "/proc/$pid/cmdline" ] || die "kube-apiserver is not running"
+    local -a argv
+    mapfile -d '' argv <"/proc/$pid/cmdline"
+    kill -KILL "$pid"
+    while [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.05; done
+    setsid "${argv[@]}" </dev/null >>"$dir/cp/kube-apiserver.log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 600); do "$here/control-plane.sh" status "$dir/cp" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    die "kube-apiserver did not come back"
 }
 
 cmd_up() {
@@ -181,5 +197,6 @@ down) shift; cmd_down "$@" ;;
 agent) shift; cmd_agent "$@" ;;
 controller) shift; cmd_controller "$@" ;;
 berth) shift; cmd_berth "$@" ;;
-*) die "usage: cluster.sh up|down|agent|controller|berth DIR ..." ;;
+restart-apiserver) shift; cmd_restart_apiserver "$@" ;;
+*) die "usage: cluster.sh up|down|agent|controller|berth|restart-apiserver DIR ..." ;;
 esac

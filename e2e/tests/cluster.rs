@@ -312,6 +312,23 @@ fn cluster_mode_end_to_end() {
     let all = c.kubectl_ok(&["get", "replicas", "-o", "name"]);
     assert_eq!(all.lines().count(), 6, "{all}");
 
+    // kube-apiserver killed and started again: the controller and the agents watch again
+    // and carry on (a scale made afterwards is carried out).
+    c.control("restart-apiserver", &[]);
+    c.kubectl_ok(&["scale", "app/hello", "--replicas=3"]);
+    c.wait_for(
+        "3 running replicas after the apiserver restart",
+        LONG,
+        || c.running("hello").len() == 3,
+    );
+    c.wait_for("the other containers gone", LONG, || {
+        ["h1", "h2", "h3"]
+            .iter()
+            .map(|h| c.containers(h).len())
+            .sum::<usize>()
+            == 3
+    });
+
     // A second controller waits while the first leads.
     c.control("controller", &["standby", "start"]);
     std::thread::sleep(Duration::from_secs(3));
