@@ -392,7 +392,7 @@ fn cluster_mode_end_to_end() {
     assert_eq!(readiness("h1"), "True");
 
     // An image no host has: the Replica and the App say so, and nothing loops hot.
-    let ghost = "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: ghost\nspec:\n  replicas: 1\n  template:\n    image: nosuch:latest\n";
+    let ghost = "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: ghost\nspec:\n  replicas: 1\n  template:\n    image: localhost:1/nosuch:latest\n";
     assert!(c.apply(ghost).status.success());
     c.wait_for("the replica's reason", LONG, || {
         c.kubectl_ok(&[

@@ -151,6 +151,8 @@ async fn sync(
                 false => convert::status(&c, &config.address),
             },
             Some(c) => convert::status(&c, &config.address),
+            // Making the container again (a pull or a create failed) backs off too.
+            None if !backoff.ready(&uid) => r.status.clone().unwrap_or_default(),
             None => start(config, &ns, &name, &uid, r).await?,
         };
         if r.status.as_ref() != Some(&status) {
@@ -192,6 +194,7 @@ async fn start(
         if let Ok(old) = container::find(&paths, &convert::container_name(&ns, &name)) {
             lifecycle::remove(&paths, &old, true).map_err(|e| e.to_string())?;
         }
+        pull_if_absent(&paths, &opts.image)?;
         let c = create::create(&paths, &opts).map_err(|e| e.to_string())?;
         if let Err(e) = monitor::spawn_detached(&paths, &c) {
             tracing::warn!(replica = %name, error = %e, "container failed to start");
@@ -208,6 +211,35 @@ async fn start(
             convert::waiting("ImageNotFound", message, &config.address)
         }
         Err(message) => convert::waiting("CreateError", message, &config.address),
+    })
+}
+
+/// Pulls the image when this host does not have it. The registry client runs its own
+/// async runtime, so it gets a thread of its own (this one belongs to tokio's pool).
+fn pull_if_absent(paths: &Paths, image: &str) -> Result<(), String> {
+    use crate::image::{self, ImageStore, Reference, registry};
+    match ImageStore::open(paths)
+        .map_err(|e| e.to_string())?
+        .resolve(image)
+    {
+        Err(image::Error::NotFound(_)) => {}
+        _ => return Ok(()),
+    }
+    let reference = Reference::parse(image).map_err(|e| e.to_string())?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let progress = registry::Progress::new(false, true);
+            registry::pull(
+                paths,
+                &reference,
+                &registry::Options::from_env(None),
+                &progress,
+            )
+            .map(drop)
+            .map_err(|e| format!("image \"{image}\" not found locally, and pulling it failed: {e}"))
+        })
+        .join()
+        .map_err(|_| "the image pull panicked".to_string())?
     })
 }
 
