@@ -146,7 +146,7 @@ impl Reconciler<'_> {
                 .patch(
                     &self.name(),
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+                    &finalizers_patch(finalizers),
                 )
                 .await?;
         }
@@ -419,7 +419,7 @@ impl Reconciler<'_> {
                 .patch(
                     &self.name(),
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+                    &finalizers_patch(finalizers),
                 )
                 .await?;
             tracing::info!("deleted: every replica is gone");
@@ -486,6 +486,11 @@ async fn abandon_replica(api: &Api<Replica>, name: &str) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     }
     delete_replica(api, name).await
+}
+
+/// The merge patch that sets an object's finalizers to `finalizers`.
+fn finalizers_patch(finalizers: Vec<String>) -> Patch<serde_json::Value> {
+    Patch::Merge(json!({ "metadata": { "finalizers": finalizers } }))
 }
 
 #[cfg(test)]

@@ -466,18 +466,7 @@ fn bad_network_input_gets_clear_errors() {
             "publishing ports needs a bridge network, not --network host",
         ),
     ];
-    for (args, message) in cases {
-        let r = env.berth(args);
-        assert_ne!(r.code, 0, "{args:?} succeeded");
-        assert!(
-            r.stderr.contains(message),
-            "{args:?}: expected {message:?} in {:?}",
-            r.stderr
-        );
-        if args[0] == "run" {
-            assert_eq!(r.code, 125, "{args:?}");
-        }
-    }
+    env.expect_errors(cases);
     env.ok(&["rm", "stopped"]);
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
     env.ok(&["network", "rm", "taken"]);

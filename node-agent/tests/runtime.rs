@@ -622,26 +622,7 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
         (&["exec", "ghost", "true"], "no such container: ghost"),
         (&["stop", "ghost"], "no such container: ghost"),
     ];
-    for (args, message) in cases {
-        let r = env.berth(args);
-        assert_ne!(r.code, 0, "{args:?} succeeded");
-        assert!(
-            r.stderr.contains(message),
-            "{args:?}: expected {message:?} in {:?}",
-            r.stderr
-        );
-        if args[0] == "run" {
-            assert_eq!(r.code, 125, "{args:?}");
-        }
-        if args[1] != "--bogus" {
-            assert_eq!(
-                r.stderr.lines().count(),
-                1,
-                "{args:?}: one line: {:?}",
-                r.stderr
-            );
-        }
-    }
+    env.expect_errors(cases);
     // An absent image is pulled first (by a child `berth pull`); with no registry there,
     // the pull's error ends the run.
     let r = env.berth(&["run", "localhost:1/nosuchimage"]);

@@ -130,7 +130,7 @@ async fn sync(
             api.patch(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+                &finalizers_patch(finalizers),
             )
             .await?;
             continue;
@@ -141,7 +141,7 @@ async fn sync(
             api.patch(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+                &finalizers_patch(finalizers),
             )
             .await?;
         }
@@ -272,4 +272,9 @@ async fn remove(config: &Config, c: Container) -> anyhow::Result<()> {
     blocking(move || lifecycle::remove(&paths, &c, true)).await??;
     tracing::info!(container = %name, "removed: its replica is gone");
     Ok(())
+}
+
+/// The merge patch that sets an object's finalizers to `finalizers`.
+fn finalizers_patch(finalizers: Vec<String>) -> Patch<serde_json::Value> {
+    Patch::Merge(json!({ "metadata": { "finalizers": finalizers } }))
 }

@@ -154,6 +154,32 @@ impl Env {
         r.stdout
     }
 
+    /// Each command must fail, its error containing the given text; `run` with Docker's
+    /// code for berth's own failures (125) and, unless the command line parser refused
+    /// it, a message of one line.
+    pub fn expect_errors(&self, cases: &[(&[&str], &str)]) {
+        for (args, message) in cases {
+            let r = self.berth(args);
+            assert_ne!(r.code, 0, "{args:?} succeeded");
+            assert!(
+                r.stderr.contains(message),
+                "{args:?}: expected {message:?} in {:?}",
+                r.stderr
+            );
+            if args[0] == "run" {
+                assert_eq!(r.code, 125, "{args:?}");
+            }
+            if !message.starts_with("unexpected argument") {
+                assert_eq!(
+                    r.stderr.lines().count(),
+                    1,
+                    "{args:?}: one line: {:?}",
+                    r.stderr
+                );
+            }
+        }
+    }
+
     /// Runs a command that must fail with `code`; returns its stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let r = self.berth(args);
