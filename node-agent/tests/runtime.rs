@@ -747,3 +747,74 @@ fn an_entrypoint_script_that_execs_leaves_its_program_as_pid_1() {
     env.ok(&["rm", "-f", "booted"]);
     env.assert_clean();
 }
+
+#[test]
+fn a_terminal_with_t_and_typed_input_with_it() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    // The user's terminal, as a test can have one.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = env
+        .command(&[
+            "run",
+            "-it",
+            "--rm",
+            "--network",
+            "none",
+            "base",
+            "sh",
+            "-c",
+            "tty; read line; echo got:$line; exit 4",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let output = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the last process with the terminal open is gone.
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            all.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&all).contains("got:") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    master.write_all(b"hello\r").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    let out = output.join().unwrap();
+    assert!(
+        out.contains("/dev/pts/0"),
+        "the container has its own terminal: {out:?}"
+    );
+    assert!(out.contains("got:hello"), "{out:?}");
+
+    // Detached with -t: the terminal's output goes to the logs.
+    env.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "tty",
+        "--network",
+        "none",
+        "base",
+        "sh",
+        "-c",
+        "tty; echo ready",
+    ]);
+    assert_eq!(env.ok(&["wait", "tty"]), "0\n");
+    let logs = env.ok(&["logs", "tty"]);
+    assert!(
+        logs.contains("/dev/pts/0") && logs.contains("ready"),
+        "{logs:?}"
+    );
+    env.ok(&["rm", "tty"]);
+    env.assert_clean();
+}

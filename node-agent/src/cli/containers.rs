@@ -131,9 +131,6 @@ fn host_env(key: &str) -> Option<String> {
 }
 
 fn create_options(a: &RunArgs) -> Result<CreateOptions> {
-    if a.tty {
-        bail!("-t/--tty is not supported yet; run without it (output is streamed either way)");
-    }
     let mut env = Vec::new();
     for f in &a.env_file {
         let content =
@@ -210,6 +207,7 @@ fn create_options(a: &RunArgs) -> Result<CreateOptions> {
         stop_timeout: a.stop_timeout,
         log,
         interactive: a.interactive,
+        tty: a.tty,
         labels: a
             .label
             .iter()
@@ -509,9 +507,6 @@ pub struct ExecArgs {
 }
 
 pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
-    if a.tty {
-        bail!("-t/--tty is not supported yet; run without it");
-    }
     require_root()?;
     let c = container::find(paths, &a.container)?;
     let mut env = Vec::new();
@@ -525,6 +520,7 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
         workdir: a.workdir,
         detach: a.detach,
         interactive: a.interactive,
+        tty: a.tty,
     };
     match exec::exec(&c, &opts) {
         Ok(code) => Ok(code),

@@ -88,6 +88,8 @@ pub struct CreateOptions {
     pub stop_timeout: Option<u32>,
     pub log: LogOptions,
     pub interactive: bool,
+    /// `-t`: the process gets a pseudo-terminal.
+    pub tty: bool,
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
@@ -264,7 +266,7 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         user: exec_user,
         capabilities,
         read_only: opts.read_only,
-        terminal: false,
+        terminal: opts.tty,
         resources: opts.resources.clone(),
         rlimits: opts.ulimits.clone(),
         network: network.clone(),

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{OFlag, open};
 use nix::sched::{CloneFlags, setns};
@@ -53,6 +53,8 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     pub detach: bool,
     pub interactive: bool,
+    /// `-t`: the process gets a pseudo-terminal (not with `detach`).
+    pub tty: bool,
 }
 
 const JOIN_ORDER: [(LinuxNamespaceType, &str, CloneFlags); 5] = [
@@ -118,12 +120,22 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32, Error> {
             .map_err(enter("joining its pid namespace"))?;
     }
     let (errors_r, errors_w) = pipe2(OFlag::O_CLOEXEC).map_err(enter("pipe"))?;
+    let console = (opts.tty && !opts.detach)
+        .then(super::tty::console_socket)
+        .transpose()
+        .map_err(enter("console socket"))?;
 
     // SAFETY: the CLI is single-threaded, so the child may run Rust code until exec.
     match unsafe { super::sys::clone_fork(CloneFlags::empty()) }.map_err(enter("fork"))? {
         None => {
             drop(errors_r);
-            let result = enter_and_exec(&cgroup, &joins, &process, opts);
+            let result = enter_and_exec(
+                &cgroup,
+                &joins,
+                &process,
+                opts,
+                console.as_ref().map(|(_, theirs)| theirs),
+            );
             let err = match result {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -143,6 +155,19 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32, Error> {
             if opts.detach {
                 return Ok(0);
             }
+            if let Some(master) = console.and_then(|(ours, theirs)| {
+                drop(theirs);
+                super::tty::receive(&ours)
+            }) {
+                super::tty::copy_size(master.as_fd());
+                // SAFETY: fd 0 stays open for the life of this process.
+                let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+                let _raw = opts
+                    .interactive
+                    .then(|| super::tty::RawMode::enter(stdin))
+                    .flatten();
+                super::tty::proxy(&master, opts.interactive);
+            }
             loop {
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -160,6 +185,7 @@ fn enter_and_exec(
     joins: &[(OwnedFd, CloneFlags)],
     process: &Process,
     opts: &ExecOptions,
+    console: Option<&OwnedFd>,
 ) -> Result<std::convert::Infallible, StartError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| StartError {
         code: init::EXIT_SETUP_FAILED,
@@ -174,6 +200,11 @@ fn enter_and_exec(
         setns(fd.as_fd(), *flag).map_err(|e| fail(&format!("setns {flag:?}"), &e))?;
     }
     init::reset_signals();
+    if let Some(console) = console {
+        nix::unistd::setsid().map_err(|e| fail("setsid", &e))?;
+        init::attach_terminal(console)?;
+        return init::exec_process(process, false);
+    }
     if !opts.interactive || opts.detach {
         let null = File::open("/dev/null").map_err(|e| fail("/dev/null", &e))?;
         nix::unistd::dup2_stdin(null.as_fd()).map_err(|e| fail("stdin", &e))?;

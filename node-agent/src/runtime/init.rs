@@ -98,6 +98,8 @@ pub struct InitArgs<'a> {
     pub rootfs: &'a Rootfs,
     /// The container's stdin, stdout and stderr.
     pub stdio: [RawFd; 3],
+    /// `-t`: the console socket over which the container's terminal goes to the monitor.
+    pub console: Option<OwnedFd>,
     /// The parent writes one byte here once the child is in its cgroup.
     pub go: OwnedFd,
     /// Close-on-exec; a failure is written here before exiting.
@@ -234,11 +236,25 @@ fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, Star
     if let Some(hostname) = spec.hostname() {
         sethostname(hostname).ctx(|| format!("setting hostname {hostname}"))?;
     }
+    if let Some(console) = &args.console {
+        attach_terminal(console)?;
+    }
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| StartError::setup("spec", "no process"))?;
     exec_process(process, true)
+}
+
+/// A terminal from the container's own `/dev/ptmx` becomes this process's stdio and
+/// controlling terminal; its master side goes to the monitor over `console`.
+pub fn attach_terminal(console: &OwnedFd) -> Result<(), StartError> {
+    let master =
+        super::tty::open_as_stdio().ctx(|| "opening a terminal in the container".into())?;
+    // SAFETY: fd 0 is the terminal just set up.
+    super::tty::make_controlling(unsafe { std::os::fd::BorrowedFd::borrow_raw(0) })
+        .ctx(|| "making the terminal the container's".into())?;
+    super::tty::send(console, &master).ctx(|| "handing the terminal to the monitor".into())
 }
 
 fn mount_rootfs(rootfs: &Rootfs) -> Result<(), StartError> {

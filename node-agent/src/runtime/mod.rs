@@ -12,6 +12,7 @@ pub mod mounts;
 pub mod options;
 pub mod spec;
 pub mod sys;
+pub mod tty;
 pub mod user;
 
 use crate::paths::Paths;

@@ -23,6 +23,7 @@ use super::cgroup::Cgroup;
 use super::container::{Container, ProcessRef, RestartPolicy, Status};
 use super::init::{self, InitArgs, StartError};
 use super::logs::{LogWriter, Stream};
+use super::tty;
 use crate::net::endpoint;
 use crate::paths::Paths;
 
@@ -156,8 +157,12 @@ const HANDLED: [Signal; 9] = [
 
 struct Running {
     pid: Pid,
+    /// The process's output: its stdout pipe, or the master side of its terminal.
     stdout: OwnedFd,
-    stderr: OwnedFd,
+    /// Its stderr pipe (none with a terminal: both streams come through it).
+    stderr: Option<OwnedFd>,
+    /// Where the user's input goes, with `-it` in the foreground (the terminal).
+    input: Option<OwnedFd>,
     /// Published ports and their reservations, held until the process exits.
     network: endpoint::Active,
 }
@@ -171,6 +176,12 @@ pub fn run(paths: &Paths, mut c: Container, attach: Attach) -> i32 {
     };
     let foreground = ready.is_none();
     c.state.monitor = ProcessRef::of(nix::unistd::getpid());
+    // `-it` in the foreground: keys go to the container's terminal as typed.
+    let terminal = c.config.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    // SAFETY: fd 0 stays open for the life of this process.
+    let _raw = (foreground && terminal && c.config.interactive)
+        .then(|| tty::RawMode::enter(unsafe { BorrowedFd::borrow_raw(0) }))
+        .flatten();
     let (signals, cgroup, mut log) = match prepare(&c) {
         Ok(prepared) => prepared,
         Err(e) => return finish_failed(paths, &mut c, &mut ready, e),
@@ -378,28 +389,39 @@ fn spawn(
     pass_stdin: bool,
 ) -> Result<Running, StartError> {
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err("pipe", e));
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
+    let terminal = c.config.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    // Output comes through pipes, or through a terminal the container makes and sends
+    // over the console socket (see `tty`).
+    let (out, err) = match terminal {
+        false => (Some(pipe()?), Some(pipe()?)),
+        true => (None, None),
+    };
+    let console = terminal
+        .then(tty::console_socket)
+        .transpose()
+        .map_err(|e| setup_err("console socket", e))?;
     let (go_r, go_w) = pipe()?;
     let (errors_r, errors_w) = pipe()?;
     let null = File::open("/dev/null").map_err(|e| setup_err("/dev/null", e))?;
-    let stdin: RawFd = if pass_stdin { 0 } else { null.as_raw_fd() };
-
+    let null_fd = null.as_raw_fd();
+    let stdio = [
+        if pass_stdin && !terminal { 0 } else { null_fd },
+        out.as_ref().map_or(null_fd, |(_, w)| w.as_raw_fd()),
+        err.as_ref().map_or(null_fd, |(_, w)| w.as_raw_fd()),
+    ];
     // SAFETY: the monitor is single-threaded (see the module docs), so the child may run
     // ordinary Rust code until it execs.
     match unsafe { super::sys::clone_fork(clone_flags(c)) }.map_err(|e| setup_err("clone", e))? {
-        None => {
-            drop((out_r, err_r, go_w, errors_r));
-            init::container_init(InitArgs {
-                spec: &c.config.spec,
-                rootfs: &c.config.rootfs,
-                stdio: [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()],
-                go: go_r,
-                errors: errors_w,
-            })
-        }
+        None => init::container_init(InitArgs {
+            spec: &c.config.spec,
+            rootfs: &c.config.rootfs,
+            stdio,
+            console: console.map(|(_, theirs)| theirs),
+            go: go_r,
+            errors: errors_w,
+        }),
         Some(pid) => {
-            drop((out_w, err_w, go_r, errors_w, null));
+            drop((go_r, errors_w, null));
             let abort = |e: StartError| {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
@@ -413,6 +435,10 @@ fn spawn(
             File::from(go_w)
                 .write_all(b"g")
                 .map_err(|e| abort(setup_err("starting the container", e)))?;
+            let master = console.and_then(|(ours, theirs)| {
+                drop(theirs);
+                tty::receive(&ours)
+            });
             let mut report = Vec::new();
             let _ = File::from(errors_r).read_to_end(&mut report);
             if !report.is_empty() {
@@ -420,10 +446,32 @@ fn spawn(
                 endpoint::detach(paths, network);
                 return Err(StartError::decode(&report));
             }
+            let (stdout, stderr, input) = match (out, err, master) {
+                (Some((out_r, _)), Some((err_r, _)), _) => (out_r, Some(err_r), None),
+                (_, _, Some(master)) => {
+                    tty::copy_size(master.as_fd());
+                    let input = match pass_stdin {
+                        true => Some(
+                            master
+                                .try_clone()
+                                .map_err(|e| abort(setup_err("terminal", e)))?,
+                        ),
+                        false => None,
+                    };
+                    (master, None, input)
+                }
+                _ => {
+                    return Err(abort(setup_err(
+                        "the container's terminal",
+                        "never arrived",
+                    )));
+                }
+            };
             Ok(Running {
                 pid,
-                stdout: out_r,
-                stderr: err_r,
+                stdout,
+                stderr,
+                input,
                 network,
             })
         }
@@ -441,7 +489,14 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
 /// Copies output to the log (and the terminal) until the process exits and its output
 /// ends; forwards signals in the foreground. Returns the exit code.
 fn supervise(r: &Running, signals: &SignalFd, log: &mut LogWriter, foreground: bool) -> i32 {
-    let mut open = [Some(r.stdout.as_fd()), Some(r.stderr.as_fd())];
+    let mut open = [Some(r.stdout.as_fd()), r.stderr.as_ref().map(|e| e.as_fd())];
+    // SAFETY: fd 0 stays open for the life of this process.
+    let user_input = unsafe { BorrowedFd::borrow_raw(0) };
+    let mut input = if foreground {
+        r.input.as_ref().map(|i| i.as_fd())
+    } else {
+        None
+    };
     let mut code = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -472,6 +527,9 @@ fn supervise(r: &Running, signals: &SignalFd, log: &mut LogWriter, foreground: b
                 .iter()
                 .map(|(_, f)| PollFd::new(*f, PollFlags::POLLIN)),
         );
+        if input.is_some() {
+            fds.push(PollFd::new(user_input, PollFlags::POLLIN));
+        }
         match poll(&mut fds, timeout) {
             Err(Errno::EINTR) => continue,
             Err(_) => break,
@@ -507,6 +565,17 @@ fn supervise(r: &Running, signals: &SignalFd, log: &mut LogWriter, foreground: b
                 Err(_) => open[*i] = None,
             }
         }
+        if let (Some(to), Some(ready)) = (input, revents.get(streams.len() + 1))
+            && !ready.is_empty()
+        {
+            match nix::unistd::read(user_input, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = nix::unistd::write(to, &buf[..n]);
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                _ => input = None,
+            }
+        }
         if !revents[0].is_empty() {
             while let Ok(Some(info)) = signals.read_signal() {
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
@@ -522,6 +591,9 @@ fn supervise(r: &Running, signals: &SignalFd, log: &mut LogWriter, foreground: b
                             drain_deadline = Some(Instant::now() + Duration::from_secs(2));
                         }
                     }
+                } else if sig == Signal::SIGWINCH && r.stderr.is_none() {
+                    // A terminal: the kernel tells the container's foreground processes.
+                    tty::copy_size(r.stdout.as_fd());
                 } else if foreground && code.is_none() {
                     let _ = kill(r.pid, sig);
                 }
