@@ -180,7 +180,8 @@ impl Reconciler<'_> {
         let step = plan::plan(&desired, &views, &nodes, &load);
         self.execute(&step, &revision, &views).await?;
         self.collect_revisions(&revision).await?;
-        self.write_status(&revision, &views, &step).await?;
+        self.write_status(&revision, &views, &replicas, &step)
+            .await?;
         Ok(Action::requeue(self.ctx.resync))
     }
 
@@ -291,6 +292,7 @@ impl Reconciler<'_> {
         &self,
         revision: &str,
         views: &[plan::Replica],
+        replicas: &[Arc<Replica>],
         step: &plan::Plan,
     ) -> Result<(), Error> {
         let counts = plan::counts(revision, views);
@@ -327,7 +329,7 @@ impl Reconciler<'_> {
                 "every replica is bound to a host".into(),
             )
         });
-        conditions.extend(self.replica_failure());
+        conditions.extend(replica_failure(replicas));
         let old = self.app.status.clone().unwrap_or_default();
         for c in &mut conditions {
             let previous = old.conditions.iter().find(|o| o.type_ == c.type_);
@@ -355,35 +357,6 @@ impl Reconciler<'_> {
                 .await?;
         }
         Ok(())
-    }
-
-    /// A Replica that cannot run (its image missing, its container failing) surfaces on
-    /// the App, with the reason its agent gave.
-    fn replica_failure(&self) -> Option<Condition> {
-        let failing: Vec<Arc<Replica>> = self
-            .own_replicas()
-            .into_iter()
-            .filter(|r| {
-                r.status
-                    .as_ref()
-                    .is_some_and(|s| s.reason.is_some() && !s.ready)
-            })
-            .collect();
-        let first = failing.first()?;
-        let status = first.status.clone().unwrap_or_default();
-        Some(Condition {
-            type_: "ReplicaFailure".into(),
-            status: "True".into(),
-            reason: status.reason,
-            message: Some(format!(
-                "{} of {} replicas failing; {}: {}",
-                failing.len(),
-                self.own_replicas().len(),
-                first.name_any(),
-                status.message.unwrap_or_default()
-            )),
-            last_transition_time: None,
-        })
     }
 
     /// The App is being deleted: its Replicas go first (their agents remove the
@@ -463,6 +436,34 @@ pub async fn watch_nodes(ctx: Arc<Context>) {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// A Replica that cannot run (its image missing, its container failing) surfaces on the
+/// App, with the reason its agent gave.
+fn replica_failure(replicas: &[Arc<Replica>]) -> Option<Condition> {
+    let failing: Vec<&Arc<Replica>> = replicas
+        .iter()
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.reason.is_some() && !s.ready)
+        })
+        .collect();
+    let first = failing.first()?;
+    let status = first.status.clone().unwrap_or_default();
+    Some(Condition {
+        type_: "ReplicaFailure".into(),
+        status: "True".into(),
+        reason: status.reason,
+        message: Some(format!(
+            "{} of {} replicas failing; {}: {}",
+            failing.len(),
+            replicas.len(),
+            first.name_any(),
+            status.message.unwrap_or_default()
+        )),
+        last_transition_time: None,
+    })
 }
 
 fn is_not_found(e: &kube::Error) -> bool {

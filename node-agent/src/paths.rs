@@ -1,6 +1,6 @@
 //! Where berth keeps its state on this host.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A berth installation: where its state lives and the names it uses for things that are
 /// global to the host. Persistent state lives under `$BERTH_ROOT` (default
@@ -94,10 +94,6 @@ impl Paths {
     /// Temporary files that must land on the same filesystem as the store (for rename).
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

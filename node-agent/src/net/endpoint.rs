@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -269,17 +268,9 @@ pub fn attach(paths: &Paths, dir: &Path, pid: Pid) -> Result<Active, Error> {
         return Ok(Active::default());
     }
     let nets = Networks::new(paths);
-    let host = Netlink::host()?;
-    let (table, new_table) = Table::ensure(paths)?;
-    let inside = Netlink::in_netns_of(pid)?;
+    let wiring = Wiring::open(paths, pid)?;
     for (i, e) in a.endpoints.iter().enumerate() {
-        let network = nets.get(&e.network)?;
-        ensure_bridge(&host, &table, new_table, &network)?;
-        let iface = format!("eth{i}");
-        host.veth_into(&host_end(dir, i), &network.bridge, &iface, pid)?;
-        let addr =
-            Ipv4Net::new(e.ip, network.subnet.prefix_len()).expect("prefix of a valid subnet");
-        inside.configure(&iface, addr, (i == 0).then_some(network.gateway))?;
+        wiring.plug(&nets.get(&e.network)?, dir, i, e.ip, pid)?;
     }
     let mut active = Active::default();
     for p in &a.ports {
@@ -292,27 +283,63 @@ pub fn attach(paths: &Paths, dir: &Path, pid: Pid) -> Result<Active, Error> {
             protocol: p.protocol,
         });
     }
-    table.publish(a.endpoints[0].ip, &active.published)?;
+    wiring.table.publish(a.endpoints[0].ip, &active.published)?;
     a.published = active.published.clone();
     if let Err(e) = save(dir, &a) {
-        table.unpublish(&active.published);
+        wiring.table.unpublish(&active.published);
         return Err(e);
     }
     Ok(active)
 }
 
-/// The network's bridge, known to the rules (checked cheaply: only a new bridge or a new
-/// table needs the rules told).
-fn ensure_bridge(
-    host: &Netlink,
-    table: &Table,
+/// What plugging a container into its networks takes: netlink on both sides and the
+/// rules table.
+struct Wiring {
+    host: Netlink,
+    inside: Netlink,
+    table: Table,
     new_table: bool,
-    network: &Network,
-) -> Result<(), Error> {
-    if host.ensure_bridge(&network.bridge, network.gateway_net())? || new_table {
-        table.add_network(&network.bridge, network.subnet)?;
+}
+
+impl Wiring {
+    fn open(paths: &Paths, pid: Pid) -> Result<Wiring, Error> {
+        let (table, new_table) = Table::ensure(paths)?;
+        Ok(Wiring {
+            host: Netlink::host()?,
+            inside: Netlink::in_netns_of(pid)?,
+            table,
+            new_table,
+        })
     }
-    Ok(())
+
+    /// The container's `index`th interface, `eth<index>`, on `network` with address `ip`
+    /// (the first one also gets the default route). The network's bridge is made first
+    /// when missing, and told to the rules (only a new bridge or a new table needs that).
+    fn plug(
+        &self,
+        network: &Network,
+        dir: &Path,
+        index: usize,
+        ip: Ipv4Addr,
+        pid: Pid,
+    ) -> Result<(), Error> {
+        if self
+            .host
+            .ensure_bridge(&network.bridge, network.gateway_net())?
+            || self.new_table
+        {
+            self.table.add_network(&network.bridge, network.subnet)?;
+        }
+        let iface = format!("eth{index}");
+        self.host
+            .veth_into(&host_end(dir, index), &network.bridge, &iface, pid)?;
+        self.inside.configure(
+            &iface,
+            network.address(ip),
+            (index == 0).then_some(network.gateway),
+        )?;
+        Ok(())
+    }
 }
 
 /// The host's end of the container's veth on its `index`th network. The container's end
@@ -479,20 +506,7 @@ pub fn connect(
     });
     let live = c.state.process.filter(|p| p.alive());
     let result = save(&c.dir, &a).and_then(|()| match live {
-        Some(p) => {
-            let host = Netlink::host()?;
-            let (table, new_table) = Table::ensure(paths)?;
-            ensure_bridge(&host, &table, new_table, &net)?;
-            host.veth_into(
-                &host_end(&c.dir, index),
-                &net.bridge,
-                &format!("eth{index}"),
-                p.pid(),
-            )?;
-            let addr = Ipv4Net::new(ip, net.subnet.prefix_len()).expect("prefix of a valid subnet");
-            Netlink::in_netns_of(p.pid())?.configure(&format!("eth{index}"), addr, None)?;
-            Ok(())
-        }
+        Some(p) => Wiring::open(paths, p.pid())?.plug(&net, &c.dir, index, ip, p.pid()),
         None => Ok(()),
     });
     if let Err(e) = result {

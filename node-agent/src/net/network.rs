@@ -72,9 +72,14 @@ pub struct Network {
 }
 
 impl Network {
+    /// `ip` with the subnet's prefix, as an interface on this network carries it.
+    pub fn address(&self, ip: Ipv4Addr) -> Ipv4Net {
+        Ipv4Net::new(ip, self.subnet.prefix_len()).expect("prefix from a valid subnet")
+    }
+
     /// The gateway address with the subnet's prefix, as the bridge carries it.
     pub fn gateway_net(&self) -> Ipv4Net {
-        Ipv4Net::new(self.gateway, self.subnet.prefix_len()).expect("prefix from a valid subnet")
+        self.address(self.gateway)
     }
 }
 

@@ -2,7 +2,6 @@
 //! record on disk (its spec, root filesystem plan and files), ready for a monitor.
 
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -93,50 +92,6 @@ pub struct CreateOptions {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-/// Reads a file of the image's root filesystem from its unpacked layers (topmost
-/// first), honouring whiteouts and opaque directories. `None` when absent.
-pub fn read_image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
-    let rel = Path::new(rel.trim_start_matches('/'));
-    for layer in layers.iter().rev() {
-        // A whiteout of the file or of any directory above it hides everything below.
-        let mut p = layer.clone();
-        for part in rel.iter() {
-            p.push(part);
-            if fs::symlink_metadata(&p)
-                .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
-            {
-                return None;
-            }
-        }
-        let path = layer.join(rel);
-        if let Ok(content) = fs::read_to_string(&path) {
-            return Some(content);
-        }
-        let opaque = rel.parent().and_then(|d| xattr_opaque(&layer.join(d)));
-        if opaque == Some(true) {
-            return None;
-        }
-    }
-    None
-}
-
-use std::os::unix::fs::MetadataExt;
-
-fn xattr_opaque(dir: &Path) -> Option<bool> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    let mut buf = [0u8; 4];
-    // SAFETY: `c` is a valid C string and `buf` a writable buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    Some(n == 1 && buf[0] == b'y')
-}
-
 fn host_file(path: &str, fallback: &str) -> String {
     fs::read_to_string(path).unwrap_or_else(|_| fallback.to_string())
 }
@@ -166,8 +121,8 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         .clone()
         .or_else(|| icfg.and_then(|c| c.user().clone()))
         .unwrap_or_default();
-    let passwd = read_image_file(&layers, "etc/passwd").unwrap_or_default();
-    let group = read_image_file(&layers, "etc/group").unwrap_or_default();
+    let passwd = image::read_file(&layers, "etc/passwd").unwrap_or_default();
+    let group = image::read_file(&layers, "etc/group").unwrap_or_default();
     let exec_user = user::resolve(&user_spec, &passwd, &group)?;
 
     let id = random_hex(32);
@@ -391,38 +346,4 @@ fn write_files(c: &Container, hostname: &str, network: &NetworkMode) -> Result<(
         fs::write(&p, content).map_err(err(&p))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use nix::sys::stat::{Mode, SFlag, mknod};
-
-    #[test]
-    fn image_files_come_from_the_topmost_layer_and_respect_whiteouts() {
-        let dir = tempfile::tempdir().unwrap();
-        let l1 = dir.path().join("l1");
-        let l2 = dir.path().join("l2");
-        fs::create_dir_all(l1.join("etc")).unwrap();
-        fs::create_dir_all(l2.join("etc")).unwrap();
-        fs::write(l1.join("etc/passwd"), "old").unwrap();
-        fs::write(l1.join("etc/group"), "g").unwrap();
-        fs::write(l2.join("etc/passwd"), "new").unwrap();
-        let layers = vec![l1.clone(), l2.clone()];
-        assert_eq!(
-            read_image_file(&layers, "etc/passwd").as_deref(),
-            Some("new")
-        );
-        assert_eq!(read_image_file(&layers, "/etc/group").as_deref(), Some("g"));
-        assert_eq!(read_image_file(&layers, "etc/shadow"), None);
-        // A whiteout in the top layer hides the lower file.
-        mknod(
-            &l2.join("etc/group"),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o600),
-            0,
-        )
-        .unwrap();
-        assert_eq!(read_image_file(&layers, "etc/group"), None);
-    }
 }

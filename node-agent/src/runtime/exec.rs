@@ -230,16 +230,11 @@ fn exec_process(
 ) -> Result<Process, Error> {
     let mut p = base.clone();
     p.set_args(Some(opts.args.clone()));
-    let hostname_env: Vec<String> = base
+    let hostname = base
         .env()
         .iter()
         .flatten()
-        .filter(|e| e.starts_with("HOSTNAME="))
-        .cloned()
-        .collect();
-    let hostname = hostname_env
-        .first()
-        .and_then(|e| e.strip_prefix("HOSTNAME="))
+        .find_map(|e| e.strip_prefix("HOSTNAME="))
         .unwrap_or("");
     let mut home = base
         .env()

@@ -512,7 +512,7 @@ fn supervise(r: &Running, signals: &SignalFd, log: &mut LogWriter, foreground: b
                 if left.is_zero() {
                     break;
                 }
-                PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::NONE)
+                super::sys::poll_timeout(left)
             }
             None => PollTimeout::NONE,
         };
@@ -615,9 +615,7 @@ fn wait_or_stop(signals: &SignalFd, backoff: Duration, c: &Container) -> bool {
             return true;
         }
         let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::NONE);
-        if let Ok(n) = poll(&mut fds, ms)
+        if let Ok(n) = poll(&mut fds, super::sys::poll_timeout(left))
             && n > 0
         {
             while let Ok(Some(_)) = signals.read_signal() {}

@@ -144,6 +144,12 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> Result<(), Er
     Errno::result(ret).map(drop)
 }
 
+/// A `poll(2)` timeout of `left`, saturating at the longest poll can wait.
+pub fn poll_timeout(left: std::time::Duration) -> nix::poll::PollTimeout {
+    let ms = left.as_millis().min(i32::MAX as u128) as i32;
+    nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)
+}
+
 /// Marks every fd from `first` up close-on-exec, so nothing of ours leaks into the
 /// container's process.
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {
