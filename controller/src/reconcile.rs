@@ -98,6 +98,14 @@ impl Reconciler<'_> {
         Api::namespaced(self.ctx.client.clone(), self.ns)
     }
 
+    async fn set_finalizers(&self, finalizers: Vec<String>) -> Result<(), Error> {
+        let patch = Patch::Merge(json!({ "metadata": { "finalizers": finalizers } }));
+        self.apps()
+            .patch(&self.name(), &PatchParams::default(), &patch)
+            .await?;
+        Ok(())
+    }
+
     fn replicas_api(&self) -> Api<Replica> {
         Api::namespaced(self.ctx.client.clone(), self.ns)
     }
@@ -142,13 +150,7 @@ impl Reconciler<'_> {
         if !self.app.finalizers().iter().any(|f| f == APP_FINALIZER) {
             let mut finalizers = self.app.finalizers().to_vec();
             finalizers.push(APP_FINALIZER.to_string());
-            self.apps()
-                .patch(
-                    &self.name(),
-                    &PatchParams::default(),
-                    &finalizers_patch(finalizers),
-                )
-                .await?;
+            self.set_finalizers(finalizers).await?;
         }
         let revision = self.ensure_revision().await?;
         let replicas = self.own_replicas();
@@ -388,13 +390,7 @@ impl Reconciler<'_> {
                 .filter(|f| *f != APP_FINALIZER)
                 .cloned()
                 .collect();
-            self.apps()
-                .patch(
-                    &self.name(),
-                    &PatchParams::default(),
-                    &finalizers_patch(finalizers),
-                )
-                .await?;
+            self.set_finalizers(finalizers).await?;
             tracing::info!("deleted: every replica is gone");
             return Ok(Action::await_change());
         }
@@ -487,11 +483,6 @@ async fn abandon_replica(api: &Api<Replica>, name: &str) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     }
     delete_replica(api, name).await
-}
-
-/// The merge patch that sets an object's finalizers to `finalizers`.
-fn finalizers_patch(finalizers: Vec<String>) -> Patch<serde_json::Value> {
-    Patch::Merge(json!({ "metadata": { "finalizers": finalizers } }))
 }
 
 #[cfg(test)]

@@ -36,6 +36,31 @@ fn gateway(env: &Env) -> String {
 
 const HELLO: &str = "<h1>hello from berth</h1>\n";
 
+/// Starts a detached web server named `name` with its port 5000 published on
+/// a free host port, and returns that port once it answers.
+fn publish_web(env: &Env, name: &str) -> u16 {
+    let port = free_port();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        &format!("{port}:5000"),
+        "base",
+        "httpd",
+        "-f",
+        "-p",
+        "5000",
+        "-h",
+        "/var/www",
+    ]);
+    env.wait_for("the published port", Duration::from_secs(10), || {
+        http_get(&format!("127.0.0.1:{port}")) == HELLO
+    });
+    port
+}
+
 #[test]
 fn the_default_bridge_gives_an_address_a_route_and_hosts_entries() {
     let env = Env::new();
@@ -71,25 +96,7 @@ fn the_default_bridge_gives_an_address_a_route_and_hosts_entries() {
 #[test]
 fn published_ports_answer_on_localhost_the_host_and_from_containers() {
     let env = Env::new();
-    let port = free_port();
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "-p",
-        &format!("{port}:5000"),
-        "base",
-        "httpd",
-        "-f",
-        "-p",
-        "5000",
-        "-h",
-        "/var/www",
-    ]);
-    env.wait_for("the published port", Duration::from_secs(10), || {
-        http_get(&format!("127.0.0.1:{port}")) == HELLO
-    });
+    let port = publish_web(&env, "web");
     // Another of the host's addresses: the bridge's gateway is one.
     assert_eq!(http_get(&format!("{}:{port}", gateway(&env))), HELLO);
     // From a container, through the host's address (hairpin).
@@ -478,25 +485,7 @@ fn after_a_crash_the_next_command_cleans_up_the_dead_containers_leftovers() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     let env = Env::new();
-    let port = free_port();
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "crashed",
-        "-p",
-        &format!("{port}:5000"),
-        "base",
-        "httpd",
-        "-f",
-        "-p",
-        "5000",
-        "-h",
-        "/var/www",
-    ]);
-    env.wait_for("the published port", Duration::from_secs(10), || {
-        http_get(&format!("127.0.0.1:{port}")) == HELLO
-    });
+    let port = publish_web(&env, "crashed");
     // A host crash, as far as berth can tell: monitor and container gone at once.
     let state = &env.inspect("crashed")["State"];
     for pid in [&state["MonitorPid"], &state["Pid"]] {

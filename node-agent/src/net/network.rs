@@ -72,6 +72,29 @@ pub struct Network {
 }
 
 impl Network {
+    /// A network made now, its gateway the subnet's first host address.
+    fn new(
+        name: &str,
+        id: String,
+        bridge: String,
+        subnet: Ipv4Net,
+        dns: bool,
+    ) -> Result<Self, Error> {
+        let gateway = subnet
+            .hosts()
+            .next()
+            .ok_or(Error::InvalidSubnet(subnet.to_string()))?;
+        Ok(Network {
+            name: name.to_string(),
+            id,
+            bridge,
+            subnet,
+            gateway,
+            created: SystemTime::now(),
+            dns,
+        })
+    }
+
     /// `ip` with the subnet's prefix, as an interface on this network carries it.
     pub fn address(&self, ip: Ipv4Addr) -> Ipv4Net {
         Ipv4Net::new(ip, self.subnet.prefix_len()).expect("prefix from a valid subnet")
@@ -165,18 +188,13 @@ impl<'a> Networks<'a> {
     /// The default network as this installation configures it.
     fn default_network(&self) -> Result<Network, Error> {
         let subnet = parse_subnet(&self.paths.bridge_subnet)?;
-        Ok(Network {
-            name: DEFAULT.to_string(),
-            id: random_hex(32),
-            bridge: self.paths.bridge.clone(),
-            gateway: subnet
-                .hosts()
-                .next()
-                .ok_or(Error::InvalidSubnet(subnet.to_string()))?,
+        Network::new(
+            DEFAULT,
+            random_hex(32),
+            self.paths.bridge.clone(),
             subnet,
-            created: SystemTime::now(),
-            dns: false,
-        })
+            false,
+        )
     }
 
     /// Finds a network by name; the default one is recorded the first time it is asked for.
@@ -247,18 +265,8 @@ impl<'a> Networks<'a> {
             None => pick_subnet(&existing)?,
         };
         let id = random_hex(32);
-        let network = Network {
-            name: name.to_string(),
-            bridge: format!("br-{}", &id[..12]),
-            id,
-            gateway: subnet
-                .hosts()
-                .next()
-                .ok_or(Error::InvalidSubnet(subnet.to_string()))?,
-            subnet,
-            created: SystemTime::now(),
-            dns: true,
-        };
+        let bridge = format!("br-{}", &id[..12]);
+        let network = Network::new(name, id, bridge, subnet, true)?;
         Self::write(&self.network_file(name), &network, true)?;
         Ok(network)
     }
