@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 mod common;
 
 use berth::image::ImageStore;
-use common::{Env, busybox_tar};
+use common::{Env, PodmanImages, busybox_tar, require, tool};
 use serde_json::Value;
 
 fn store(berth: &Env) -> ImageStore {
@@ -353,47 +353,6 @@ fn a_corrupt_archive_leaves_nothing_behind() {
     }
 }
 
-fn require(tool: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        found.is_ok_and(|s| s.success()),
-        "{tool} is needed for this interop test: apt-get install {tool}"
-    );
-}
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Podman images named for one test, removed when it ends however it ends.
-struct PodmanImages(Vec<String>);
-
-impl PodmanImages {
-    fn name(&mut self, test: &str) -> String {
-        let name = format!("localhost/berth-{test}-{}:v1", std::process::id());
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for PodmanImages {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("podman").args(["rmi", "-f", name]).output();
-        }
-    }
-}
-
 #[test]
 fn interop_podman_loads_and_runs_what_berth_saves() {
     require("podman");
@@ -423,23 +382,7 @@ fn interop_podman_loads_and_runs_what_berth_saves() {
             &id[7..],
             "{format}: podman sees the same image id"
         );
-        // This host's hard limits are below podman's defaults: ask for ones it can set.
-        let hi = tool(
-            "podman",
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--ulimit",
-                "nofile=1024:1024",
-                "--ulimit",
-                "nproc=1024:1024",
-                &name,
-                "echo",
-                "hi",
-            ],
-        );
+        let hi = common::podman_run(&name, &["echo", "hi"]);
         assert_eq!(hi, "hi\n", "{format}");
     }
 }

@@ -219,7 +219,7 @@ fn create_options(a: &RunArgs) -> Result<CreateOptions> {
     })
 }
 
-fn require_root() -> Result<()> {
+pub(super) fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("berth needs root to create namespaces, mounts and cgroups; run it with sudo");
     }

@@ -1,5 +1,6 @@
 //! The `berth` command line: docker-compatible commands and flags over the engine.
 
+mod build;
 mod containers;
 mod format;
 mod images;
@@ -70,6 +71,13 @@ enum Command {
     Wait(containers::WaitArgs),
     /// Show low-level information on containers or images, as JSON
     Inspect(containers::InspectArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
+    /// Show the history of an image
+    History(build::HistoryArgs),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// List images
     Images(images::ImagesArgs),
     /// Create an image from a tarball of a root filesystem
@@ -131,6 +139,9 @@ pub fn main() -> i32 {
         Command::Rm(a) => containers::rm(&paths, a),
         Command::Wait(a) => containers::wait(&paths, a),
         Command::Inspect(a) => containers::inspect(&paths, a),
+        Command::Build(a) => build::build(&paths, a),
+        Command::History(a) => build::history(&paths, a),
+        Command::Builder(c) => build::builder(&paths, c),
         Command::Images(a) => images::images(&paths, a),
         Command::Import(a) => images::import(&paths, a),
         Command::Save(a) => images::save(&paths, a),

@@ -27,11 +27,11 @@ use tar::EntryType;
 use super::Error;
 use super::blob::{self, CopyError};
 
-const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
-const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
+pub(crate) const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
+pub(crate) const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
 
 /// Unpacks the tar stream `reader` into the existing, empty directory `root`. `layer`

@@ -2,10 +2,15 @@
 
 mod archive;
 pub(crate) mod blob;
+pub mod builder;
+mod cache;
+pub mod context;
+pub mod dockerfile;
 mod error;
 mod import;
 mod index;
 mod layer;
+mod pack;
 pub mod reference;
 pub mod registry;
 pub mod store;

@@ -217,7 +217,13 @@ impl ImageStore {
             "Architecture": image.config.architecture().to_string(),
             "Variant": image.config.variant(),
             "Os": image.config.os().to_string(),
-            "Config": image.config.config(),
+            // As stored: Docker's fields beyond the OCI ones (Healthcheck, OnBuild,
+            // Shell) included.
+            "Config": self
+                .read_blob(&image.id)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .map_or_else(|| json!(image.config.config()), |raw| raw["config"].clone()),
             "RootFS": {
                 "Type": image.config.rootfs().typ(),
                 "Layers": image.diff_ids(),
@@ -273,6 +279,17 @@ impl ImageStore {
         Ok(removals)
     }
 
+    /// Collects what nothing uses any more (after the build cache let go of it).
+    pub(crate) fn collect(&self) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let index = self.read_index()?;
+        self.collect_garbage(&index, &self.images_in_use()?)
+    }
+
+    pub(crate) fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
     fn images_in_use(&self) -> Result<Vec<ImageUse>, Error> {
         crate::runtime::images_in_use(&self.paths).map_err(|e| Error::Containers(Box::new(e)))
     }
@@ -291,6 +308,9 @@ impl ImageStore {
             .iter()
             .flat_map(|image| image.diff_ids().iter().cloned())
             .collect();
+        let (cache_blobs, cache_layers) = self.cache_roots();
+        blobs.extend(cache_blobs);
+        layers.extend(cache_layers);
         for used in uses {
             if let Ok(config) = self.read_config(&used.image_id) {
                 blobs.insert(used.image_id.clone());
@@ -737,7 +757,7 @@ impl Staging {
     }
 
     /// Moves one staged (and synced) blob into the store, unless the store has it already.
-    fn commit_blob(&self, store: &ImageStore, digest: &str) -> Result<(), Error> {
+    pub(crate) fn commit_blob(&self, store: &ImageStore, digest: &str) -> Result<(), Error> {
         let target = store.blob_path(digest)?;
         if target.exists() {
             return Ok(());

@@ -99,16 +99,40 @@ fn host_file(path: &str, fallback: &str) -> String {
 /// Creates the container: resolves the image, builds its spec and writes its record and
 /// files. On failure nothing is left behind.
 pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
-    let restart = opts.restart.unwrap_or(RestartPolicy::No);
-    if opts.auto_remove && restart != RestartPolicy::No {
-        return Err(Error::RestartWithRm(format!("{restart:?}").to_lowercase()));
-    }
     let store = ImageStore::open(paths)?;
     let _image_lock = store.lock()?;
     let image = store.resolve(&opts.image)?;
     let layers = store.layer_dirs(&image)?;
+    create_on(
+        paths,
+        opts,
+        &Base {
+            image_id: &image.id,
+            config: image.config.config().as_ref(),
+            layers: &layers,
+        },
+    )
+}
+
+/// What a container is made from: an image in the store, or (for `berth build`) the
+/// state of a build step.
+pub struct Base<'a> {
+    pub image_id: &'a str,
+    pub config: Option<&'a oci_spec::image::Config>,
+    /// Unpacked layer directories, lowest first.
+    pub layers: &'a [PathBuf],
+}
+
+/// Creates the container from `base`, whose layers the caller keeps from being
+/// collected until this returns.
+pub fn create_on(paths: &Paths, opts: &CreateOptions, base: &Base) -> Result<Container, Error> {
+    let restart = opts.restart.unwrap_or(RestartPolicy::No);
+    if opts.auto_remove && restart != RestartPolicy::No {
+        return Err(Error::RestartWithRm(format!("{restart:?}").to_lowercase()));
+    }
+    let layers = base.layers;
     let empty = Vec::new();
-    let icfg = image.config.config().as_ref();
+    let icfg = base.config;
     let field = |f: Option<&Vec<String>>| f.cloned().unwrap_or_default();
     let args = spec::command(
         &field(icfg.and_then(|c| c.entrypoint().as_ref())),
@@ -121,8 +145,8 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         .clone()
         .or_else(|| icfg.and_then(|c| c.user().clone()))
         .unwrap_or_default();
-    let passwd = image::read_file(&layers, "etc/passwd").unwrap_or_default();
-    let group = image::read_file(&layers, "etc/group").unwrap_or_default();
+    let passwd = image::read_file(layers, "etc/passwd").unwrap_or_default();
+    let group = image::read_file(layers, "etc/group").unwrap_or_default();
     let exec_user = user::resolve(&user_spec, &passwd, &group)?;
 
     let id = random_hex(32);
@@ -256,7 +280,7 @@ pub fn create(paths: &Paths, opts: &CreateOptions) -> Result<Container, Error> {
         name,
         created: SystemTime::now(),
         image: opts.image.clone(),
-        image_id: image.id.clone(),
+        image_id: base.image_id.to_string(),
         rootfs: Rootfs {
             layers_dir,
             layers: layer_names,

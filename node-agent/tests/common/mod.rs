@@ -340,3 +340,64 @@ impl Drop for Env {
         berth::net::endpoint::teardown(&self.paths);
     }
 }
+
+/// Fails the test, saying what to install, when `tool` is missing.
+pub fn require(tool: &str) {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        found.is_ok_and(|s| s.success()),
+        "{tool} is needed for this interop test: apt-get install {tool}"
+    );
+}
+
+/// Runs a peer tool that must succeed; returns its stdout.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Podman images named for one test, removed when it ends however it ends.
+pub struct PodmanImages(pub Vec<String>);
+
+impl PodmanImages {
+    pub fn name(&mut self, test: &str) -> String {
+        let name = format!("localhost/berth-{test}-{}:v1", std::process::id());
+        self.0.push(name.clone());
+        name
+    }
+}
+
+impl Drop for PodmanImages {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("podman").args(["rmi", "-f", name]).output();
+        }
+    }
+}
+
+/// `podman run --rm` of `image` without a network; returns its output.
+pub fn podman_run(image: &str, cmd: &[&str]) -> String {
+    // This host's hard limits are below podman's defaults: ask for ones it can set.
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        image,
+    ];
+    args.extend_from_slice(cmd);
+    tool("podman", &args)
+}
