@@ -5,7 +5,7 @@ BUILD := build
 BERTH := $(or $(CARGO_TARGET_DIR),target)/release/berth
 DEMO_PORT ?= 8000
 
-.PHONY: all build demo test lint unit bench base-busybox demo-stop clean crds crds-check cluster cluster-down \
+.PHONY: all build demo test lint unit bench base-busybox base-python demo-stop clean crds crds-check cluster cluster-down \
 	control-plane control-plane-up control-plane-down control-plane-smoke control-plane-mod
 
 all: build
@@ -20,6 +20,16 @@ $(BUILD)/busybox-rootfs.tar: scripts/busybox-rootfs.sh
 # The small base image the demo and the benchmarks run.
 base-busybox: build $(BUILD)/busybox-rootfs.tar
 	$(BERTH) import $(BUILD)/busybox-rootfs.tar base:latest
+
+# Debian bookworm with Python 3, venv, Flask and gunicorn: the base of examples/microblog.
+# mmdebstrap from Debian's mirror, about 2 minutes the first time; the script keeps an
+# existing tarball (remove it to rebuild).
+$(BUILD)/pybase-rootfs.tar: scripts/base-python.sh
+	@mkdir -p $(BUILD)
+	scripts/base-python.sh $@
+
+base-python: build $(BUILD)/pybase-rootfs.tar
+	$(BERTH) import $(BUILD)/pybase-rootfs.tar pybase:latest
 
 demo: base-busybox
 	@scripts/demo.sh $(BERTH) $(DEMO_PORT)
