@@ -1,7 +1,9 @@
-//! Images: references, the OCI image-layout store, layers, and archive import/export.
+//! Images: references, the OCI image-layout store, layers, archive import/export, and
+//! which files of a build context a step sees.
 
 mod archive;
 pub(crate) mod blob;
+pub mod context;
 mod error;
 mod import;
 mod index;
