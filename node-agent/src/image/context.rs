@@ -1021,6 +1021,99 @@ mod tests {
             .prop_map(|parts| parts.join("/"))
     }
 
+    /// Test oracle: patternmatcher's own algorithm for one cleaned pattern, transcribed
+    /// (exact, prefix or suffix comparison, else a regexp), plus its parent-directory rule.
+    fn docker_matches(pattern: &str, path: &str) -> bool {
+        let chars: Vec<char> = pattern.chars().collect();
+        let (exact, prefix, suffix, regexp) = (0, 1, 2, 3);
+        let mut shape = exact;
+        let mut re = String::from("^");
+        let mut i = 0;
+        let mut first = true;
+        while i < chars.len() {
+            let ch = chars[i];
+            i += 1;
+            if ch == '*' && chars.get(i) == Some(&'*') {
+                i += 1;
+                if chars.get(i) == Some(&'/') {
+                    i += 1;
+                }
+                if i == chars.len() {
+                    if shape == exact {
+                        shape = prefix;
+                    } else {
+                        re += ".*";
+                        shape = regexp;
+                    }
+                } else {
+                    re += "(.*/)?";
+                    shape = regexp;
+                }
+                if first {
+                    shape = suffix;
+                }
+            } else if ch == '*' {
+                re += "[^/]*";
+                shape = regexp;
+            } else if ch == '?' {
+                re += "[^/]";
+                shape = regexp;
+            } else if ".+()|{}$".contains(ch) {
+                re.push('\\');
+                re.push(ch);
+            } else if ch == '\\' && i < chars.len() {
+                re.push('\\');
+                re.push(chars[i]);
+                i += 1;
+                shape = regexp;
+            } else if ch == '[' || ch == ']' {
+                re.push(ch);
+                shape = regexp;
+            } else {
+                re.push(ch);
+            }
+            first = false;
+        }
+        let one = |path: &str| match shape {
+            0 => path == pattern,
+            1 => path.starts_with(&pattern[..pattern.len() - 2]),
+            2 => {
+                let tail = &pattern[2..];
+                path.ends_with(tail) || tail.strip_prefix('/') == Some(path)
+            }
+            _ => regex::Regex::new(&format!("{re}$")).unwrap().is_match(path),
+        };
+        let parts: Vec<&str> = path.split('/').collect();
+        one(path) || (1..parts.len()).any(|n| one(&parts[..n].join("/")))
+    }
+
+    /// Test oracle: BuildKit's reader and patternmatcher's evaluation loop.
+    fn docker_excluded(lines: &[String], path: &str) -> bool {
+        let mut matched = false;
+        for line in lines {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (exception, pattern) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, line),
+            };
+            let cleaned = clean(pattern);
+            let cleaned = match cleaned.strip_prefix('/') {
+                Some(rest) if !rest.is_empty() => rest.to_string(),
+                _ => cleaned,
+            };
+            if exception != matched {
+                continue;
+            }
+            if docker_matches(&cleaned, path) {
+                matched = !exception;
+            }
+        }
+        matched
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(text in "\\PC{0,60}(\n\\PC{0,20}){0,3}", path in "\\PC{0,30}") {
@@ -1034,6 +1127,21 @@ mod tests {
         fn glob_match_never_panics(pattern in "\\PC{0,40}", path in "\\PC{0,40}") {
             let _ = glob_match(&pattern, &path);
             let _ = has_glob(&pattern);
+        }
+
+        /// Same answers as Docker's own algorithm, on patterns without its regexp quirks.
+        #[test]
+        fn agrees_with_patternmatcher(
+            lines in prop::collection::vec(pattern_strategy(), 1..4),
+            path in path_strategy(),
+        ) {
+            if let (Ok(ig), Some(path)) = (Ignore::parse(&lines.join("\n")), context_path(&path)) {
+                prop_assert_eq!(
+                    ig.is_excluded(&path),
+                    docker_excluded(&lines, &path),
+                    "{:?} {}", lines, path
+                );
+            }
         }
 
         /// A skipped directory hides nothing that the rules would let through.
