@@ -5,7 +5,7 @@ BUILD := build
 BERTH := $(or $(CARGO_TARGET_DIR),target)/release/berth
 DEMO_PORT ?= 8000
 
-.PHONY: all build demo test lint unit bench base-busybox base-python demo-stop clean crds crds-check cluster cluster-down \
+.PHONY: all build demo test lint unit bench base-busybox base-python pybase-tar demo-stop clean crds crds-check cluster cluster-down \
 	control-plane control-plane-up control-plane-down control-plane-smoke control-plane-mod
 
 all: build
@@ -22,20 +22,26 @@ base-busybox: build $(BUILD)/busybox-rootfs.tar
 	$(BERTH) import $(BUILD)/busybox-rootfs.tar base:latest
 
 # Debian bookworm with Python 3, venv, Flask and gunicorn: the base of examples/microblog.
-# mmdebstrap from Debian's mirror, about 2 minutes the first time; the script keeps an
-# existing tarball (remove it to rebuild).
-$(BUILD)/pybase-rootfs.tar: scripts/base-python.sh
-	@mkdir -p $(BUILD)
+# mmdebstrap from Debian's mirror, about 2 minutes the first time, then cached under
+# ~/.cache/berth by the script's digest (a changed script makes a new one).
+PYBASE_TAR := $(HOME)/.cache/berth/pybase-$(shell sha256sum scripts/base-python.sh | cut -c1-12).tar
+export BERTH_PYBASE_TAR := $(PYBASE_TAR)
+
+$(PYBASE_TAR): scripts/base-python.sh
+	@mkdir -p $(dir $@)
 	scripts/base-python.sh $@
 
-base-python: build $(BUILD)/pybase-rootfs.tar
-	$(BERTH) import $(BUILD)/pybase-rootfs.tar pybase:latest
+pybase-tar: $(PYBASE_TAR)
 
-demo: base-busybox
+# Imported once; remove the image (berth rmi pybase:latest) to import it again.
+base-python: build $(PYBASE_TAR)
+	@$(BERTH) inspect pybase:latest >/dev/null 2>&1 || $(BERTH) import $(PYBASE_TAR) pybase:latest
+
+demo: base-python
 	@scripts/demo.sh $(BERTH) $(DEMO_PORT)
 
 demo-stop:
-	-$(BERTH) rm -f web
+	-$(BERTH) stop microblog
 
 lint: crds-check
 	$(CARGO) fmt --all -- --check
@@ -53,12 +59,13 @@ unit:
 
 # Real containers and a real control plane (built from the Go module proxy the first
 # time, then cached under ~/.cache/berth): run as root.
-test: lint control-plane
+test: lint control-plane pybase-tar
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace -- --test-threads=4
 
-bench: build control-plane $(BUILD)/busybox-rootfs.tar
+bench: build control-plane $(BUILD)/busybox-rootfs.tar $(PYBASE_TAR)
 	bench/run.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
+	bench/build.sh $(BERTH) $(PYBASE_TAR)
 	bench/network.sh $(BERTH) $(BUILD)/busybox-rootfs.tar
 	bench/registry.sh $(BERTH)
 	$(CARGO) build --release --workspace --bins

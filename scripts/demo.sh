@@ -1,28 +1,36 @@
 #!/bin/bash
-# The demo: run the busybox base image in the foreground, then a web server in the
-# background, and show it answering. Usage: demo.sh BERTH PORT
+# The demo: build examples/microblog (a Flask app) with `berth build` on the Debian
+# Python base, run it in the background with its port published, and show it answering
+# a page view and a form post. Usage: demo.sh BERTH PORT
 set -euo pipefail
 berth=$1 port=$2
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+cd "$(dirname "$0")/.."
 
-step berth images
-"$berth" images
-step berth run --rm base:latest echo hi
-"$berth" run --rm base:latest echo hi
-"$berth" rm -f web >/dev/null 2>&1 || true
-step berth run --name web -d -p "$port:5000" -e GREETING=hi -w /srv -u 1000:1000 --memory 64m base:latest httpd -f -p 5000 -h /var/www
-"$berth" run --name web -d -p "$port:5000" -e GREETING=hi -w /srv -u 1000:1000 --memory 64m base:latest httpd -f -p 5000 -h /var/www
+step berth build -t microblog:latest examples/microblog
+"$berth" build -t microblog:latest examples/microblog
+"$berth" rm -f microblog >/dev/null 2>&1 || true
+secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+step berth run --name microblog -d -p "$port:5000" --rm -e SECRET_KEY=... microblog:latest
+"$berth" run --name microblog -d -p "$port:5000" --rm -e SECRET_KEY="$secret" microblog:latest
 step berth ps
 "$berth" ps
-step "curl http://127.0.0.1:$port/"
-for _ in $(seq 50); do
-    if out=$(curl -fsS "http://127.0.0.1:$port/" 2>/dev/null); then break; fi
-    sleep 0.1
+url="http://127.0.0.1:$port/"
+jar=$(mktemp)
+trap 'rm -f "$jar"' EXIT
+step "curl $url"
+for _ in $(seq 150); do
+    if page=$(curl -fsS -c "$jar" "$url" 2>/dev/null); then break; fi
+    sleep 0.2
 done
-echo "${out:?the web server did not answer}"
-step berth exec web ps
-"$berth" exec web ps
-step berth port web
-"$berth" port web
+echo "${page:?the microblog did not answer; see: $berth logs microblog}" | grep -E '<title>|<h1>|No posts|class="post"' || true
+step "curl -d author=berth -d body='Hello from a berth container' $url"
+token=$(grep -o 'name="csrf" value="[^"]*"' <<<"$page" | sed 's/.*value="//; s/"$//')
+curl -fsS -b "$jar" -c "$jar" -o /dev/null -d "csrf=$token" -d author=berth \
+    --data-urlencode "body=Hello from a berth container" "$url"
+curl -fsS -b "$jar" "$url" | grep -A2 'class="post"' | head -6
+step berth logs --tail 3 microblog
+"$berth" logs --tail 3 microblog
 echo
-echo "The web container keeps running. Stop and remove it with: $berth rm -f web   (or: make demo-stop)"
+echo "The microblog keeps running at $url."
+echo "Stop it with: $berth stop microblog   (it was run with --rm, so that removes it too; or: make demo-stop)"

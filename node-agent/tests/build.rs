@@ -458,6 +458,27 @@ fn copy_and_add_follow_docker_rules() {
         "deleted\n"
     );
 
+    // ADD --checksum: the content must match.
+    let url = serve_once(b"downloaded\n");
+    let wrong = context(
+        &env,
+        "checksum",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM base:latest\nADD --checksum=sha256:{} {url}/f /f\n",
+                "0".repeat(64)
+            ),
+        )],
+    );
+    let r = build(&env, &wrong, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("but --checksum says sha256:000"),
+        "{}",
+        r.stderr
+    );
+
     let missing = context(
         &env,
         "missing",

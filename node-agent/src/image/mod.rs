@@ -3,7 +3,7 @@
 mod archive;
 pub(crate) mod blob;
 pub mod builder;
-mod cache;
+pub mod cache;
 pub mod context;
 pub mod dockerfile;
 mod error;

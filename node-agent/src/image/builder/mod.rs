@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use super::cache::{BuildState, LayerRef, StagedLayer};
 use super::context::{self, Ignore};
 use super::dockerfile::{self, Command, CopySource, Dockerfile, Healthcheck, Instruction, Step};
-use super::{Image, ImageStore, Reference};
+use super::{Image, ImageStore, Reference, registry};
 use crate::net::NetworkMode;
 use crate::paths::Paths;
 use crate::runtime::{create, user};
@@ -128,7 +128,15 @@ pub fn build(paths: &Paths, opts: &BuildOptions, progress: &mut Progress) -> Res
         .display()
         .to_string();
     let dockerfile = dockerfile::parse(&file, &text)?;
-    let ignore_path = opts.context.join(".dockerignore");
+    // BuildKit prefers the Dockerfile's own ignore file (`app.Dockerfile.dockerignore`).
+    let mut own = opts.dockerfile.clone().into_os_string();
+    own.push(".dockerignore");
+    let own = PathBuf::from(own);
+    let ignore_path = if own.exists() {
+        own
+    } else {
+        opts.context.join(".dockerignore")
+    };
     let ignore = match fs::read_to_string(&ignore_path) {
         Ok(text) => Ignore::parse(&text)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ignore::default(),
@@ -543,7 +551,7 @@ impl Builder<'_> {
             run.extras.on_build.clear();
             return Ok(run);
         }
-        let image = self.store.resolve(base).map_err(|e| e.to_string())?;
+        let image = self.resolve_or_pull(base)?;
         self.store.layer_dirs(&image).map_err(|e| e.to_string())?;
         let layers = image
             .layers()
@@ -573,6 +581,22 @@ impl Builder<'_> {
             shell: serde_json::from_value(docker["Shell"].clone()).ok(),
         };
         Ok(run)
+    }
+
+    /// An image from the store, pulled first when it is not there (as `docker build`
+    /// does).
+    fn resolve_or_pull(&mut self, name: &str) -> Result<Image, String> {
+        match self.store.resolve(name) {
+            Err(super::Error::NotFound(_)) => {}
+            other => return other.map_err(|e| e.to_string()),
+        }
+        let reference = Reference::parse(name).map_err(|e| e.to_string())?;
+        self.progress
+            .note(&format!("pulling {}", reference.familiar()));
+        let options = registry::Options::from_env(None);
+        let quiet = registry::Progress::new(false, true);
+        registry::pull(self.paths, &reference, &options, &quiet).map_err(|e| e.to_string())?;
+        self.store.resolve(name).map_err(|e| e.to_string())
     }
 
     fn execute(&mut self, run: &mut StageRun, step: &Step, label: String) -> Result<(), Error> {
@@ -915,10 +939,7 @@ impl Builder<'_> {
                     layer_dirs(self.paths, &b.state.layers)
                 }
                 None => {
-                    let image = self
-                        .store
-                        .resolve(from)
-                        .map_err(|e| self.fail(step, e.to_string()))?;
+                    let image = self.resolve_or_pull(from).map_err(|e| self.fail(step, e))?;
                     from_key = image.id.clone();
                     self.store.layer_dirs(&image)?
                 }
@@ -947,12 +968,19 @@ impl Builder<'_> {
             .map_err(|e| Error::io("creating a directory in", self.paths.tmp(), e))?;
         let mut sources = Vec::new();
         let mut inline = Vec::new();
+        let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
+        if c.checksum.is_some()
+            && c.sources
+                .iter()
+                .any(|s| !matches!(s, CopySource::Path(p) if is_url(p)))
+        {
+            return Err(self.fail(step, "--checksum is only for sources given by URL"));
+        }
         for source in &c.sources {
             match source {
-                CopySource::Path(p)
-                    if add && (p.starts_with("http://") || p.starts_with("https://")) =>
-                {
-                    sources.push(download(p, downloads.path()).map_err(|e| self.fail(step, e))?);
+                CopySource::Path(p) if add && is_url(p) => {
+                    let fetched = download(p, c.checksum.as_deref(), downloads.path());
+                    sources.push(fetched.map_err(|e| self.fail(step, e))?);
                 }
                 CopySource::Path(p) => {
                     for mut s in origin.resolve(p).map_err(|e| self.fail(step, e))? {
@@ -1112,8 +1140,9 @@ fn owner(root: &Path, spec: &str) -> Result<(u32, u32), String> {
     Ok((user.uid, user.gid))
 }
 
-/// ADD of a URL: the file is fetched into `dir` (mode 0600, as Docker leaves it).
-fn download(url: &str, dir: &Path) -> Result<copy::Source, String> {
+/// ADD of a URL: the file is fetched into `dir` (mode 0600, as Docker leaves it), and
+/// checked against `--checksum=sha256:...` when given.
+fn download(url: &str, checksum: Option<&str>, dir: &Path) -> Result<copy::Source, String> {
     use std::os::unix::fs::PermissionsExt;
     let name = url
         .split(['?', '#'])
@@ -1139,6 +1168,14 @@ fn download(url: &str, dir: &Path) -> Result<copy::Source, String> {
         }
         response.bytes().await.map_err(|e| failed(&e))
     })?;
+    if let Some(expected) = checksum {
+        let actual = super::blob::sha256(&body);
+        if actual != expected {
+            return Err(format!(
+                "{url}: the content's digest is {actual}, but --checksum says {expected}"
+            ));
+        }
+    }
     let path = dir.join(&name);
     fs::write(&path, &body).map_err(|e| failed(&e))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| failed(&e))?;

@@ -1,0 +1,79 @@
+#!/bin/bash
+# `berth build` side by side with buildah and docker (Debian's engine, legacy builder),
+# on the same context (examples/microblog) and the same base (the Debian Python rootfs of
+# scripts/base-python.sh, imported into each tool as pybase-bench):
+#  1. cold: every step run (--no-cache), RUNS_COLD runs each;
+#  2. no-change rebuild: every step from the cache, RUNS runs each, one hyperfine run;
+#  3. layer export: berth packing a directory into a gzip layer vs `tar | gzip` of it
+#     (cargo bench -p berth --bench pack), on the unpacked base layer.
+# RUN steps have no network in every tool (the build needs none). dockerd runs in a
+# network namespace of its own, as in bench/network.sh.
+# Usage: bench/build.sh BERTH PYBASE_TAR. Needs root, hyperfine, buildah, podman, docker.io.
+set -euo pipefail
+berth=$(realpath "$1")
+tar=$(realpath "$2")
+runs=${RUNS:-10}
+runs_cold=${RUNS_COLD:-3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+ctx=$repo/examples/microblog
+work=$(mktemp -d /tmp/berth-bench-build.XXXXXX)
+ns=berth-bench-build
+export BERTH_ROOT=$work/berth BERTH_RUN=$work/berth-run BERTH_CGROUP_PARENT=berth-bench-build
+export DOCKER_HOST=unix://$work/docker.sock
+docker=/usr/bin/docker
+dockerd_pid=
+cleanup() {
+    if [ -n "$dockerd_pid" ]; then
+        kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true
+    fi
+    ip netns del $ns 2>/dev/null || true
+    podman rmi -f localhost/pybase-bench localhost/microblog-bench >/dev/null 2>&1 || true
+    umount -R "$work/docker" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The same Dockerfile for every tool, FROM the base as each tool names it.
+dockerfile() {
+    sed "s|^FROM pybase:latest|FROM $1|" "$ctx/Dockerfile" >"$work/Dockerfile.$2"
+    echo "$work/Dockerfile.$2"
+}
+
+"$berth" import "$tar" pybase:latest >/dev/null
+podman import "$tar" localhost/pybase-bench >/dev/null
+ip netns add $ns
+ip netns exec $ns ip link set lo up
+nsenter --net=/run/netns/$ns dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "$DOCKER_HOST" \
+    --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
+dockerd_pid=$!
+for _ in $(seq 100); do $docker info >/dev/null 2>&1 && break; sleep 0.2; done
+$docker import "$tar" pybase-bench >/dev/null
+
+b=(build -q --network none -f "$(dockerfile pybase:latest berth)" -t microblog:bench "$ctx")
+h=(bud -q --network none --pull=never --layers -f "$(dockerfile localhost/pybase-bench buildah)" -t localhost/microblog-bench "$ctx")
+d=(build -q --network none -f "$(dockerfile pybase-bench docker)" -t microblog-bench "$ctx")
+export DOCKER_BUILDKIT=0
+
+hyperfine -N --runs "$runs_cold" --export-markdown "$work/cold.md" \
+    -n "berth build --no-cache" "$berth ${b[*]} --no-cache" \
+    -n "buildah bud --no-cache" "buildah ${h[*]} --no-cache" \
+    -n "docker build --no-cache" "$docker ${d[*]} --no-cache" >&2
+echo "## Cold build of examples/microblog ($runs_cold runs)"
+cat "$work/cold.md"
+
+# The runs above filled each tool's cache; these use it.
+hyperfine -N --warmup 2 --runs "$runs" --export-markdown "$work/cached.md" \
+    -n "berth build" "$berth ${b[*]}" \
+    -n "buildah bud --layers" "buildah ${h[*]}" \
+    -n "docker build" "$docker ${d[*]}" >&2
+echo
+echo "## No-change rebuild ($runs runs)"
+cat "$work/cached.md"
+
+echo
+echo "## Layer export: berth pack vs tar | gzip (median of 5)"
+echo "| directory | berth | tar \| gzip | ratio | layer |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+# The largest layer: the base rootfs (about 150 MB of files).
+layer=$(du -s "$BERTH_ROOT"/layers/* | sort -n | tail -1 | cut -f2)
+(cd "$repo" && cargo bench -q -p berth --bench pack -- "$layer" 5 2>/dev/null)
