@@ -629,8 +629,8 @@ fn bad_input_is_named_with_file_and_line() {
             "must be set",
         ),
         (
-            "FROM nosuch:image\n",
-            "Dockerfile:1: FROM nosuch:image: image \"nosuch:image\" not found locally",
+            "FROM 127.0.0.1:9/nosuch:1\n",
+            "Dockerfile:1: FROM 127.0.0.1:9/nosuch:1: cannot reach registry 127.0.0.1:9",
         ),
         ("RUN echo before from\n", "Dockerfile:1"),
     ];
@@ -765,5 +765,37 @@ fn interop_berth_runs_what_buildah_builds() {
         out,
         "microblog in /home/microblog app=microblog.py venv for flask\n"
     );
+    env.assert_clean();
+}
+
+#[test]
+fn run_steps_are_on_the_default_bridge_unless_told() {
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "net",
+        &[(
+            "Dockerfile",
+            "FROM base:latest\n\
+             RUN ip -4 -o addr show eth0 | awk '{print $4}' > /bridge-addr\n\
+             RUN --network=none ip -o link | grep -c ': eth0' > /none-links || true\n",
+        )],
+    );
+    let r = env.berth(&["build", "-q", "-t", "net:1", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let subnet_prefix = env
+        .paths()
+        .bridge_subnet
+        .rsplit_once('.')
+        .unwrap()
+        .0
+        .to_string();
+    let addr = run_out(&env, "net:1", &["cat", "/bridge-addr"]);
+    assert!(
+        addr.starts_with(&subnet_prefix),
+        "{addr} in {}",
+        env.paths().bridge_subnet
+    );
+    assert_eq!(run_out(&env, "net:1", &["cat", "/none-links"]), "0\n");
     env.assert_clean();
 }

@@ -600,6 +600,9 @@ impl Builder<'_> {
     }
 
     fn execute(&mut self, run: &mut StageRun, step: &Step, label: String) -> Result<(), Error> {
+        if run::interrupted() {
+            return Err(Error::Interrupted);
+        }
         self.progress.start(label);
         let vars = |name: &str| run.var(name);
         let instruction = step.expand(&self.file, run.escape, &vars)?;
