@@ -49,23 +49,24 @@ dockerd_pid=$!
 for _ in $(seq 100); do $docker info >/dev/null 2>&1 && break; sleep 0.2; done
 $docker import "$tar" pybase-bench >/dev/null
 
-b=(build -q --network none -f "$(dockerfile pybase:latest berth)" -t microblog:bench "$ctx")
-h=(bud -q --network none --pull=never --layers -f "$(dockerfile localhost/pybase-bench buildah)" -t localhost/microblog-bench "$ctx")
-d=(build -q --network none -f "$(dockerfile pybase-bench docker)" -t microblog-bench "$ctx")
+# Each tool's command up to the context, which goes last (buildah takes no flag after it).
+b=(build -q --network none -f "$(dockerfile pybase:latest berth)" -t microblog:bench)
+h=(bud -q --network none --pull=never --layers -f "$(dockerfile localhost/pybase-bench buildah)" -t localhost/microblog-bench)
+d=(build -q --network none -f "$(dockerfile pybase-bench docker)" -t microblog-bench)
 export DOCKER_BUILDKIT=0
 
 hyperfine -N --runs "$runs_cold" --export-markdown "$work/cold.md" \
-    -n "berth build --no-cache" "$berth ${b[*]} --no-cache" \
-    -n "buildah bud --no-cache" "buildah ${h[*]} --no-cache" \
-    -n "docker build --no-cache" "$docker ${d[*]} --no-cache" >&2
+    -n "berth build --no-cache" "$berth ${b[*]} --no-cache $ctx" \
+    -n "buildah bud --no-cache" "buildah ${h[*]} --no-cache $ctx" \
+    -n "docker build --no-cache" "$docker ${d[*]} --no-cache $ctx" >&2
 echo "## Cold build of examples/microblog ($runs_cold runs)"
 cat "$work/cold.md"
 
 # The runs above filled each tool's cache; these use it.
 hyperfine -N --warmup 2 --runs "$runs" --export-markdown "$work/cached.md" \
-    -n "berth build" "$berth ${b[*]}" \
-    -n "buildah bud --layers" "buildah ${h[*]}" \
-    -n "docker build" "$docker ${d[*]}" >&2
+    -n "berth build" "$berth ${b[*]} $ctx" \
+    -n "buildah bud --layers" "buildah ${h[*]} $ctx" \
+    -n "docker build" "$docker ${d[*]} $ctx" >&2
 echo
 echo "## No-change rebuild ($runs runs)"
 cat "$work/cached.md"

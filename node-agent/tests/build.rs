@@ -322,6 +322,7 @@ fn multi_stage_copy_from_and_target() {
                  FROM scratch\n\
                  COPY --from=builder /out/result /result\n\
                  COPY --from=0 /bin/busybox /bin/busybox\n\
+                 COPY --from=builder /bin/sh /bin/sh\n\
                  COPY --from=base:latest /etc/passwd /etc/passwd\n\
                  CMD [\"/bin/busybox\", \"cat\", \"/result\"]\n",
             ),
@@ -335,7 +336,10 @@ fn multi_stage_copy_from_and_target() {
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(layers, 3, "scratch plus three COPY layers");
+    assert_eq!(layers, 4, "scratch plus four COPY layers");
+    // A source that is a symlink (/bin/sh -> busybox) is copied as what it points to.
+    let kind = run_out(&env, "ms:final", &["/bin/busybox", "stat", "-c", "%F", "/bin/sh"]);
+    assert_eq!(kind, "regular file\n");
 
     build_ok(&env, &ctx, &["--target", "builder", "-t", "ms:builder"]);
     assert_eq!(

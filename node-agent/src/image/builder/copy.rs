@@ -87,7 +87,7 @@ impl Origin<'_> {
                 .find(|e| e.path == Path::new(rel))
                 .map(|e| e.kind),
             Origin::Rootfs(root) => {
-                let meta = fs::symlink_metadata(within(root, rel, true).ok()?).ok()?;
+                let meta = fs::symlink_metadata(within(root, rel, false).ok()?).ok()?;
                 Some(kind(&meta))
             }
         }

@@ -491,14 +491,29 @@ impl Builder<'_> {
         let label_name = stage.name.clone().filter(|_| dockerfile.stages.len() > 1);
         let label = self.label(label_name.as_deref(), &format!("FROM {base}"));
         self.progress.start(label);
-        let mut run = self
-            .base(&base, stage.name.clone(), index)
-            .map_err(|reason| Error::Step {
-                file: self.file.clone(),
-                line: stage.line,
-                step: format!("FROM {base}"),
-                reason,
-            })?;
+        let platform = match &stage.platform {
+            Some(p) => Some(dockerfile::expand_word(p, dockerfile.escape, &self.meta_vars())?),
+            None => None,
+        };
+        let host = &platform_args()["TARGETPLATFORM"];
+        let started = match platform.filter(|p| p != host) {
+            Some(other) => Err(format!(
+                "--platform={other}: berth builds for this host's platform ({host}) only"
+            )),
+            None => self.base(&base, stage.name.clone(), index),
+        };
+        let mut run = match started {
+            Ok(run) => run,
+            Err(reason) => {
+                self.progress.fail();
+                return Err(Error::Step {
+                    file: self.file.clone(),
+                    line: stage.line,
+                    step: format!("FROM {base}"),
+                    reason,
+                });
+            }
+        };
         run.escape = dockerfile.escape;
         self.progress.finish(false);
         for trigger in std::mem::take(&mut run.extras.on_build) {
