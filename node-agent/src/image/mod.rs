@@ -2,6 +2,7 @@
 
 mod archive;
 pub(crate) mod blob;
+pub mod dockerfile;
 mod error;
 mod import;
 mod index;
