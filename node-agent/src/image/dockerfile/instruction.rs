@@ -286,7 +286,9 @@ fn parse_from(flag_words: &[String], args: &str) -> Result<From, Fault> {
             (base.clone(), Some(name.to_lowercase()))
         }
         _ => {
-            return Err("FROM requires either one or three arguments (FROM image [AS name])".into());
+            return Err(
+                "FROM requires either one or three arguments (FROM image [AS name])".into(),
+            );
         }
     };
     if let Some(name) = &name {
