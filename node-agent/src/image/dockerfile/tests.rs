@@ -901,3 +901,48 @@ proptest! {
         prop_assert_eq!(one(&shown), parsed, "{} displayed as {}", text, shown);
     }
 }
+
+#[test]
+fn a_real_dockerfile() {
+    let text = "\
+FROM python:slim
+
+COPY requirements.txt requirements.txt
+RUN pip install -r requirements.txt
+RUN pip install gunicorn pymysql cryptography
+
+COPY app app
+COPY migrations migrations
+COPY microblog.py config.py boot.sh ./
+RUN chmod a+x boot.sh
+
+ENV FLASK_APP microblog.py
+RUN flask translate compile
+
+EXPOSE 5000
+ENTRYPOINT [\"./boot.sh\"]
+";
+    let parsed = parse("Dockerfile", text).unwrap();
+    let shown: Vec<String> = parsed.stages[0]
+        .steps
+        .iter()
+        .map(|s| s.instruction.to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "COPY requirements.txt requirements.txt",
+            "RUN pip install -r requirements.txt",
+            "RUN pip install gunicorn pymysql cryptography",
+            "COPY app app",
+            "COPY migrations migrations",
+            "COPY microblog.py config.py boot.sh ./",
+            "RUN chmod a+x boot.sh",
+            "ENV FLASK_APP=microblog.py",
+            "RUN flask translate compile",
+            "EXPOSE 5000",
+            "ENTRYPOINT [\"./boot.sh\"]",
+        ]
+    );
+    assert_eq!(parsed.stages[0].steps[10].line, 16);
+}
