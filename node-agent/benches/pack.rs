@@ -51,7 +51,12 @@ fn main() {
     let (berth, tar) = (median(berth), median(tar));
     println!(
         "| {} | {:.0} ms | {:.0} ms | {:.2}x | {:.1} MB |",
-        dir.display(),
+        dir.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .chars()
+            .take(12)
+            .collect::<String>(),
         berth.as_secs_f64() * 1e3,
         tar.as_secs_f64() * 1e3,
         berth.as_secs_f64() / tar.as_secs_f64(),

@@ -338,7 +338,11 @@ fn multi_stage_copy_from_and_target() {
         .len();
     assert_eq!(layers, 4, "scratch plus four COPY layers");
     // A source that is a symlink (/bin/sh -> busybox) is copied as what it points to.
-    let kind = run_out(&env, "ms:final", &["/bin/busybox", "stat", "-c", "%F", "/bin/sh"]);
+    let kind = run_out(
+        &env,
+        "ms:final",
+        &["/bin/busybox", "stat", "-c", "%F", "/bin/sh"],
+    );
     assert_eq!(kind, "regular file\n");
 
     build_ok(&env, &ctx, &["--target", "builder", "-t", "ms:builder"]);

@@ -492,7 +492,11 @@ impl Builder<'_> {
         let label = self.label(label_name.as_deref(), &format!("FROM {base}"));
         self.progress.start(label);
         let platform = match &stage.platform {
-            Some(p) => Some(dockerfile::expand_word(p, dockerfile.escape, &self.meta_vars())?),
+            Some(p) => Some(dockerfile::expand_word(
+                p,
+                dockerfile.escape,
+                &self.meta_vars(),
+            )?),
             None => None,
         };
         let host = &platform_args()["TARGETPLATFORM"];
