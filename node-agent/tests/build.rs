@@ -807,3 +807,53 @@ fn run_steps_are_on_the_default_bridge_unless_told() {
     assert_eq!(run_out(&env, "net:1", &["cat", "/none-links"]), "0\n");
     env.assert_clean();
 }
+
+#[test]
+fn an_interrupted_build_leaves_nothing_running() {
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "slow",
+        &[(
+            "Dockerfile",
+            "FROM base:latest\nRUN echo started; sleep 60\n",
+        )],
+    );
+    let mut child = env
+        .command(&[
+            "build",
+            "--progress",
+            "plain",
+            "--network",
+            "none",
+            ctx.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("| started") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "the build ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    stderr.read_to_string(&mut seen).unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(seen.contains("the build was interrupted"), "{seen}");
+    assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    let tmp: Vec<_> = fs::read_dir(env.paths().tmp())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+    env.assert_clean();
+}

@@ -62,6 +62,9 @@ struct StepContainer<'a> {
 
 impl Drop for StepContainer<'_> {
     fn drop(&mut self) {
+        // As the monitor has it now: running (to be killed) or exited, and which monitor
+        // to wait for.
+        let _ = self.container.reload_state();
         let _ = lifecycle::remove(self.paths, &self.container, true);
     }
 }
