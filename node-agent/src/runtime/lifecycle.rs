@@ -167,7 +167,16 @@ pub fn wait(paths: &Paths, c: &Container) -> Result<i32, Error> {
     let mut c = c.clone();
     loop {
         match c.liveness() {
-            Liveness::Exited | Liveness::Created | Liveness::Dead => {
+            Liveness::Exited | Liveness::Created => {
+                return Ok(c.state.exit_code.unwrap_or(-1));
+            }
+            Liveness::Dead => {
+                // Liveness is read from /proc after the state: a monitor that recorded
+                // the exit and ended in between looks dead with the older state.
+                match c.reload_state() {
+                    Err(container::Error::NotFound(_)) => {}
+                    r => r?,
+                }
                 return Ok(c.state.exit_code.unwrap_or(-1));
             }
             Liveness::RunningWithoutMonitor => {
