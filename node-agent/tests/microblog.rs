@@ -2,7 +2,7 @@
 //! Debian Python base (`make pybase-tar` writes it and exports its path as
 //! `BERTH_PYBASE_TAR`), run with its port published, answering a page and a form post.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ fn microblog_builds_runs_and_answers() {
     let tar = pybase_tar();
     let env = Env::empty();
     env.ok(&["import", tar.to_str().unwrap(), "pybase:latest"]);
-    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/microblog");
+    let app = common::repo().join("examples/microblog");
     let r = env.berth(&[
         "build",
         "--progress",

@@ -26,7 +26,7 @@ pub fn busybox_tar() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("berth-test-rootfs-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let tar = dir.join("busybox-rootfs.tar");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
+        let script = repo().join("scripts/busybox-rootfs.sh");
         let out = Command::new(script).arg(&tar).output().unwrap();
         assert!(
             out.status.success(),
@@ -35,6 +35,14 @@ pub fn busybox_tar() -> &'static Path {
         );
         tar
     })
+}
+
+/// The repository. Cargo says where at run time too: a test binary built in another
+/// checkout sharing the target directory, and not rebuilt, would point at that one.
+pub fn repo() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.join("..")
 }
 
 /// A port nothing listens on now.
