@@ -524,6 +524,16 @@ fn cache_keys_cover_build_args_and_instruction_text() {
     assert_ne!(other, first);
     assert_eq!(cached_steps(&progress), [2], "{progress}");
     assert_eq!(run_out(&env, &other, &["cat", "/v"]), "v=2\n");
+    // A heredoc's body is part of its step: a changed body is not a cache hit.
+    let heredoc = |body: &str| {
+        let dockerfile = format!("FROM base:latest\nRUN <<EOF\necho {body} > /h\nEOF\n");
+        let ctx = context(&env, "heredoc", &[("Dockerfile", &dockerfile)]);
+        build_ok(&env, &ctx, &[]).0
+    };
+    let one = heredoc("one");
+    assert_eq!(run_out(&env, &heredoc("two"), &["cat", "/h"]), "two\n");
+    assert_eq!(run_out(&env, &one, &["cat", "/h"]), "one\n");
+
     let r = build(&env, &ctx, &["--build-arg", "UNUSED=x"]);
     assert!(
         r.stderr

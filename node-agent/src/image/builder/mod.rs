@@ -626,6 +626,12 @@ impl Builder<'_> {
         let vars = |name: &str| run.var(name);
         let instruction = step.expand(&self.file, run.escape, &vars)?;
         let text = instruction.to_string();
+        // The key takes the whole instruction: its text leaves out heredoc bodies.
+        let whole = serde_json::to_string(&instruction).map_err(|e| Error::Setup {
+            what: text.clone(),
+            reason: format!("serializing the instruction: {e}"),
+        })?;
+        run.advance(&whole);
         let result = match &instruction {
             Instruction::Run(r) => self.run_step(run, step, r, &text),
             Instruction::Copy(c) | Instruction::Add(c) => {
@@ -637,7 +643,7 @@ impl Builder<'_> {
                 run.edit(|c| {
                     c.set_working_dir(Some(dir.clone()));
                 });
-                self.fs_step(run, &text, &format!("WORKDIR {dir}"), |root| {
+                self.fs_step(run, &text, &dir, |root| {
                     let target = copy::within(root, &dir, true).map_err(|e| e.to_string())?;
                     fs::create_dir_all(&target).map_err(|e| format!("creating {dir}: {e}"))
                 })
@@ -666,7 +672,6 @@ impl Builder<'_> {
         text: &str,
     ) -> Result<bool, Error> {
         self.apply_config(run, step, instruction)?;
-        run.advance(text);
         if self.cache_hit(run) {
             return Ok(true);
         }
@@ -874,7 +879,7 @@ impl Builder<'_> {
             })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        run.advance(&format!("{text}\0{}\0{network:?}", build_args.join("\0")));
+        run.advance(&format!("{}\0{network:?}", build_args.join("\0")));
         if self.cache_hit(run) {
             return Ok(true);
         }
@@ -1020,7 +1025,7 @@ impl Builder<'_> {
         }
         let digest = copy::digest(&sources)?;
         let dest = run.absolute(&c.dest);
-        let what = format!("{text}\0{from_key}\0{digest}\0{inline:?}");
+        let what = format!("{from_key}\0{digest}");
         let chown = c.chown.clone();
         let mode = c
             .chmod
