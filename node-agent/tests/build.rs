@@ -420,7 +420,11 @@ fn copy_and_add_follow_docker_rules() {
                      RUN <<EOF\n\
                      echo from heredoc > /heredoc.txt\n\
                      rm /var/www/index.html\n\
-                     EOF\n"
+                     EOF\n\
+                     RUN <<SCRIPT\n\
+                     #!/bin/awk -f\n\
+                     BEGIN {{ print \"run as a file\" > \"/script.txt\" }}\n\
+                     SCRIPT\n"
                 ),
             ),
         ],
@@ -460,6 +464,12 @@ fn copy_and_add_follow_docker_rules() {
     );
     assert_eq!(sh("cat /inline.txt"), "inline -ok\n");
     assert_eq!(sh("cat /heredoc.txt"), "from heredoc\n");
+    // A heredoc starting with #! runs as a file with that interpreter, and is not left
+    // in the image.
+    assert_eq!(
+        sh("cat /script.txt; test -e /dev/pipes || echo no-pipes"),
+        "run as a file\nno-pipes\n"
+    );
     // A file the step deleted is gone in the image (a whiteout in its layer).
     assert_eq!(
         sh("test -e /var/www/index.html || echo deleted"),

@@ -213,11 +213,14 @@ pub fn create_on(paths: &Paths, opts: &CreateOptions, base: &Base) -> Result<Con
                 volume::create(paths, n)?.mountpoint,
             ),
             VolumeSource::Host(p) => {
-                // Docker creates a missing bind source directory for -v.
-                fs::create_dir_all(p).map_err(|source| Error::BindSource {
-                    path: p.clone(),
-                    source,
-                })?;
+                // Docker creates a missing bind source directory for -v (and binds a
+                // file that is there as a file).
+                if fs::symlink_metadata(p).is_err() {
+                    fs::create_dir_all(p).map_err(|source| Error::BindSource {
+                        path: p.clone(),
+                        source,
+                    })?;
+                }
                 ("bind", None, p.clone())
             }
         };

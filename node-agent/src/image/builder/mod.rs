@@ -33,6 +33,7 @@ use super::dockerfile::{self, Command, CopySource, Dockerfile, Healthcheck, Inst
 use super::{Image, ImageStore, Reference, registry};
 use crate::net::NetworkMode;
 use crate::paths::Paths;
+use crate::runtime::options::{VolumeSource, VolumeSpec};
 use crate::runtime::{create, user};
 
 pub use mount::private_namespace;
@@ -863,9 +864,27 @@ impl Builder<'_> {
                 ));
             }
         };
+        let keep = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(self.paths.tmp())
+            .map_err(|e| Error::io("creating a directory in", self.paths.tmp(), e))?;
+        // A lone heredoc starting with `#!` runs as a file, as BuildKit runs it: mounted
+        // read-only at /dev/pipes/NAME (in /dev's tmpfs, so never in the layer).
+        let mut volumes = Vec::new();
         let args = match r.script() {
-            Some(_) => {
-                return Err(self.fail(step, "a RUN heredoc starting with #! is not supported yet; name the interpreter: RUN python3 <<EOF"));
+            Some(doc) => {
+                use std::os::unix::fs::PermissionsExt;
+                let script = keep.path().join(format!("heredoc-{}", doc.name));
+                fs::write(&script, doc.body())
+                    .and_then(|()| fs::set_permissions(&script, fs::Permissions::from_mode(0o755)))
+                    .map_err(|e| Error::io("writing", &script, e))?;
+                let destination = format!("/dev/pipes/{}", doc.name);
+                volumes.push(VolumeSpec {
+                    source: VolumeSource::Host(script),
+                    destination: destination.clone(),
+                    read_only: true,
+                });
+                vec![destination]
             }
             None => command_args(&r.command, &run.shell()),
         };
@@ -899,10 +918,6 @@ impl Builder<'_> {
         config.set_cmd(Some(args));
         config.set_entrypoint(None);
         config.set_env(Some(env));
-        let keep = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(self.paths.tmp())
-            .map_err(|e| Error::io("creating a directory in", self.paths.tmp(), e))?;
         let layers = run.layer_dirs(self.paths);
         let progress = &mut *self.progress;
         let outcome = run::run(
@@ -910,6 +925,7 @@ impl Builder<'_> {
             &layers,
             &config,
             network,
+            volumes,
             keep.path(),
             &mut |entry| progress.output(&entry.log),
         )?;

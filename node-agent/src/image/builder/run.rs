@@ -17,6 +17,7 @@ use crate::paths::Paths;
 use crate::runtime::container::Container;
 use crate::runtime::create::{self, Base, CreateOptions};
 use crate::runtime::logs::{Entry, Follower, Stream};
+use crate::runtime::options::VolumeSpec;
 use crate::runtime::{lifecycle, monitor};
 
 /// Where the runtime mounts something over the root filesystem: when a step's upper
@@ -78,13 +79,14 @@ pub enum Outcome {
     Failed(i32),
 }
 
-/// Runs `config`'s command (its `Cmd`) on `layers` and calls `output` with each line it
-/// prints.
+/// Runs `config`'s command (its `Cmd`) on `layers`, with `volumes` mounted, and calls
+/// `output` with each line it prints.
 pub fn run(
     paths: &Paths,
     layers: &[PathBuf],
     config: &Config,
     network: NetworkMode,
+    volumes: Vec<VolumeSpec>,
     keep: &Path,
     output: &mut dyn FnMut(&Entry),
 ) -> Result<Outcome, Error> {
@@ -93,6 +95,7 @@ pub fn run(
         name: Some(name.clone()),
         image: "(build step)".into(),
         network: Some(network),
+        volumes,
         ..Default::default()
     };
     let base = Base {
