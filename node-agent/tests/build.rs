@@ -497,6 +497,23 @@ fn copy_and_add_follow_docker_rules() {
         r.stderr
     );
 
+    let git = context(
+        &env,
+        "git",
+        &[(
+            "Dockerfile",
+            "FROM base:latest\nADD https://example.com/repo.git#v1 /src\n",
+        )],
+    );
+    let r = build(&env, &git, &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("ADD of a git repository is not supported yet"),
+        "{}",
+        r.stderr
+    );
+
     let missing = context(
         &env,
         "missing",

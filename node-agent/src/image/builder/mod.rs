@@ -1021,6 +1021,13 @@ impl Builder<'_> {
         }
         for source in &c.sources {
             match source {
+                CopySource::Path(p)
+                    if add
+                        && (p.starts_with("git@")
+                            || p.split('#').next().is_some_and(|u| u.ends_with(".git"))) =>
+                {
+                    return Err(self.fail(step, format!("{p}: ADD of a git repository is not supported yet; clone it into the context and COPY it")));
+                }
                 CopySource::Path(p) if add && is_url(p) => {
                     let fetched = download(p, c.checksum.as_deref(), downloads.path());
                     sources.push(fetched.map_err(|e| self.fail(step, e))?);
