@@ -280,6 +280,20 @@ CMD echo "$A $B $C ${UNSET:-none} $LEGACY"
     assert_eq!(health["Retries"], 2);
     let out = run_out(&env, "cfg:1", &[]);
     assert_eq!(out, "1 two words 2.5 none value with spaces\n");
+    // WORKDIR makes its directory 0755, owned by the USER.
+    let workdir = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "stat",
+        "cfg:1",
+        "-c",
+        "%u:%g %a",
+        "/other",
+    ]);
+    assert_eq!(workdir, "1000:1000 755\n");
 
     // ONBUILD runs in the next build FROM the image.
     let child = context(
@@ -316,7 +330,7 @@ fn multi_stage_copy_from_and_target() {
                 "Dockerfile",
                 "FROM base:latest AS builder\n\
                  COPY src.txt /src/\n\
-                 RUN mkdir /out && tr a-z A-Z < /src/src.txt > /out/result\n\
+                 RUN mkdir /out && tr a-z A-Z < /src/src.txt > /out/result && chown 1000:1001 /out/result\n\
                  FROM base:latest AS unused\n\
                  RUN exit 1\n\
                  FROM scratch\n\
@@ -332,6 +346,13 @@ fn multi_stage_copy_from_and_target() {
     let (_, progress) = build_ok(&env, &ctx, &["-t", "ms:final"]);
     assert!(!progress.contains("exit 1"), "{progress}");
     assert_eq!(run_out(&env, "ms:final", &[]), "SOURCE\n");
+    // What comes from another stage keeps its owner.
+    let owner = run_out(
+        &env,
+        "ms:final",
+        &["/bin/busybox", "stat", "-c", "%u:%g", "/result"],
+    );
+    assert_eq!(owner, "1000:1001\n");
     let layers = env.inspect("ms:final")["RootFS"]["Layers"]
         .as_array()
         .unwrap()
@@ -411,6 +432,16 @@ fn copy_and_add_follow_docker_rules() {
                      COPY *.txt /globbed/\n\
                      COPY dir /copied-dir\n\
                      COPY --chown=app:extra --chmod=751 c.md /owned/c.md\n\
+                     COPY --chown=1234 a.txt /numeric/\n\
+                     COPY --chmod=600 b.txt /made/for/b.txt\n\
+                     WORKDIR /dot\n\
+                     COPY a.txt b.txt .\n\
+                     RUN mkdir /real && ln -s /real /linked\n\
+                     COPY dir/ /linked/\n\
+                     COPY a.txt /dup.txt\n\
+                     RUN rm /dup.txt\n\
+                     COPY a.txt /dup.txt\n\
+                     RUN cat /dup.txt\n\
                      COPY . /all/\n\
                      ADD archive.tar.gz /extracted/\n\
                      ADD {url}/remote.txt /remote/\n\
@@ -449,6 +480,19 @@ fn copy_and_add_follow_docker_rules() {
         "/copied-dir\n/copied-dir/nested\n/copied-dir/nested/deep.txt\n/copied-dir/top.txt\n"
     );
     assert_eq!(sh("stat -c '%U:%G %a' /owned/c.md"), "app:extra 751\n");
+    // A numeric --chown without a group: the same number as group.
+    assert_eq!(sh("stat -c %u:%g /numeric/a.txt"), "1234:1234\n");
+    // --chmod is for the files: the directories made for them stay 0755.
+    assert_eq!(
+        sh("stat -c %a /made /made/for /made/for/b.txt"),
+        "755\n755\n600\n"
+    );
+    // `.` is the working directory, as a directory.
+    assert_eq!(sh("ls /dot"), "a.txt\nb.txt\n");
+    // A symlink to a directory is copied into, not replaced.
+    assert_eq!(sh("test -L /linked && ls /real"), "nested\ntop.txt\n");
+    // The same layer twice in a stack (equal COPY steps) still mounts.
+    assert_eq!(sh("cat /dup.txt"), "a\n");
     // .dockerignore: excluded files are not in the context, exceptions are.
     assert_eq!(
         sh("ls /all/logs; test -e /all/secret.key || echo no-key"),
@@ -513,6 +557,24 @@ fn copy_and_add_follow_docker_rules() {
         "{}",
         r.stderr
     );
+
+    // A heredoc's name cannot lead out of the root filesystem.
+    let escape = context(
+        &env,
+        "escape",
+        &[(
+            "Dockerfile",
+            "FROM base:latest\nCOPY <<../../../../escaped /\nhi\n../../../../escaped\n",
+        )],
+    );
+    let r = build(&env, &escape, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("must be one path component"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.file("escaped").exists() && !env.paths().root.join("escaped").exists());
 
     let missing = context(
         &env,

@@ -1,5 +1,5 @@
-//! The build cache: the state of an image after each build step that ran, by cache key
-//! (see `builder::cache_key`), in `$BERTH_ROOT/build-cache/<key>.json`. A record is a
+//! The build cache: the state of an image after each build step that ran, by the step's
+//! chain key (see the `builder` module), in `$BERTH_ROOT/build-cache/<key>.json`. A record is a
 //! whole state (config and layers), so a hit needs nothing else; its layers stay in the
 //! store as long as it does (garbage collection counts them as used), and
 //! `berth builder prune` drops the records.

@@ -403,6 +403,21 @@ pub fn read_file(layers: &[PathBuf], rel: &str) -> Option<String> {
     None
 }
 
+/// `layers` (lowest first) with each directory kept only at its topmost place:
+/// overlayfs refuses a lower directory given twice, and a lower copy of a layer adds
+/// nothing its upper copy does not hide.
+pub fn without_repeats(layers: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<PathBuf> = layers
+        .iter()
+        .rev()
+        .filter(|l| seen.insert(*l))
+        .cloned()
+        .collect();
+    kept.reverse();
+    kept
+}
+
 /// A path from an archive, made relative and checked not to climb out.
 pub(crate) fn relative_path(raw: &Path) -> Result<PathBuf, &'static str> {
     let mut rel = PathBuf::new();

@@ -16,7 +16,7 @@ pub mod registry;
 pub mod store;
 
 pub use archive::{ArchiveFormat, Loaded};
-pub use layer::read_file;
+pub use layer::{read_file, without_repeats};
 pub use reference::Reference;
 pub use store::{Error, Image, ImageStore, Removal};
 

@@ -72,7 +72,7 @@ impl<W: Write> Packer<'_, W> {
     fn entry(&mut self, rel: &Path) -> Result<(), Error> {
         let path = self.root.join(rel);
         let meta = fs::symlink_metadata(&path).map_err(Error::io("inspecting", &path))?;
-        if (self.skip)(rel, &meta) {
+        if (self.skip)(rel, &meta) || meta.file_type().is_socket() {
             return Ok(());
         }
         self.entries += 1;
@@ -87,9 +87,6 @@ impl<W: Write> Packer<'_, W> {
                 .tar
                 .append_data(&mut header, whiteout, io::empty())
                 .map_err(write);
-        }
-        if kind.is_socket() {
-            return Ok(());
         }
         self.xattrs(&path, &meta)?;
         if kind.is_dir() {
@@ -165,7 +162,8 @@ impl<W: Write> Packer<'_, W> {
         let mut records = Vec::new();
         for name in names {
             let name = name.to_string_lossy().into_owned();
-            if name.starts_with(OVERLAY_XATTR_PREFIX) {
+            // Overlay bookkeeping, and the host's SELinux labels, are not the image's.
+            if name.starts_with(OVERLAY_XATTR_PREFIX) || name == "security.selinux" {
                 continue;
             }
             if let Some(value) =

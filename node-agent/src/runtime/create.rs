@@ -267,7 +267,7 @@ pub fn create_on(paths: &Paths, opts: &CreateOptions, base: &Base) -> Result<Con
     ));
 
     let layers_dir = paths.layers();
-    let mut layer_names: Vec<String> = layers
+    let mut layer_names: Vec<String> = image::without_repeats(layers)
         .iter()
         .map(|l| {
             l.strip_prefix(&layers_dir)

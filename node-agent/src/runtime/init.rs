@@ -263,7 +263,9 @@ fn mount_rootfs(rootfs: &Rootfs) -> Result<(), StartError> {
     chdir(&rootfs.layers_dir).ctx(|| format!("entering {}", rootfs.layers_dir.display()))?;
     let lower: Vec<&str> = rootfs.layers.iter().rev().map(String::as_str).collect();
     let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        // No redirects or metadata-only copies, whatever the module's defaults: the
+        // upper directory must hold a step's whole change when a build packs it.
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
         lower.join(":"),
         rootfs.upper.display(),
         rootfs.work.display()

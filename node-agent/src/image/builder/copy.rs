@@ -284,10 +284,19 @@ fn entry_digest(hash: &mut Sha256, path: &Path) -> Result<(), Error> {
 /// How copied files are owned and moded.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Attributes {
-    /// `--chown` (default root).
-    pub owner: (u32, u32),
+    /// `--chown`; without it, root for files from the context and their own owners for
+    /// files from another stage or image (`--from`), as Docker does.
+    pub owner: Option<(u32, u32)>,
     /// `--chmod`.
     pub mode: Option<u32>,
+}
+
+impl Attributes {
+    /// The owner of the directories a copy creates (mode 0755 whatever `--chmod` says:
+    /// the files must stay reachable).
+    fn parent_owner(self) -> (u32, u32) {
+        self.owner.unwrap_or((0, 0))
+    }
 }
 
 /// `--chmod=755`: octal only, as Docker takes it.
@@ -298,9 +307,22 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("invalid --chmod \"{text}\": give an octal mode such as 755"))
 }
 
+/// Checks a name a file gets from the Dockerfile or a URL (a heredoc's, a download's):
+/// one path component, so it cannot point anywhere else.
+pub fn plain_name(name: &str) -> Result<&str, String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(format!(
+            "\"{name}\" cannot name a file: it must be one path component"
+        ));
+    }
+    Ok(name)
+}
+
 /// Copies `sources` to `dest` (absolute, inside `root`) with Docker's rules: a
 /// destination ending in `/`, or several sources, or an existing directory, is a
-/// directory to copy into; a directory source has its contents copied.
+/// directory to copy into; a directory source has its contents copied. Every path is
+/// resolved inside `root`: a symlink to a directory there (`/bin -> usr/bin`) is
+/// copied into, not replaced.
 pub fn copy(root: &Path, sources: &[Source], dest: &str, attrs: Attributes) -> Result<(), String> {
     let multiple = sources.len() > 1;
     if multiple && !dest.ends_with('/') {
@@ -308,25 +330,28 @@ pub fn copy(root: &Path, sources: &[Source], dest: &str, attrs: Attributes) -> R
             "when copying several sources, the destination must be a directory ending in /: \"{dest}\""
         ));
     }
-    let target = within(root, dest, true).map_err(|e| e.to_string())?;
+    let resolve = |rel: &str, follow: bool| within(root, rel, follow).map_err(|e| e.to_string());
+    let target = resolve(dest, true)?;
     let dest_is_dir = dest.ends_with('/') || multiple || target.is_dir();
+    let dest = dest.trim_end_matches('/');
     for source in sources {
         if source.extract {
-            make_dirs(root, &target, attrs)?;
+            make_dirs(root, &target, attrs.parent_owner())?;
             extract(&source.path, &target)?;
         } else if source.kind == FileKind::Dir {
-            make_dirs(root, &target, attrs)?;
+            make_dirs(root, &target, attrs.parent_owner())?;
             for child in &source.children {
-                let to = target.join(&child.path);
+                let rel = format!("{dest}/{}", child.path.display());
+                let to = resolve(&rel, child.kind == FileKind::Dir)?;
                 copy_entry(&source.path.join(&child.path), &to, attrs)?;
             }
         } else {
             let to = if dest_is_dir {
-                make_dirs(root, &target, attrs)?;
+                make_dirs(root, &target, attrs.parent_owner())?;
                 target.join(&source.name)
             } else {
                 if let Some(parent) = target.parent() {
-                    make_dirs(root, parent, attrs)?;
+                    make_dirs(root, parent, attrs.parent_owner())?;
                 }
                 target.clone()
             };
@@ -346,30 +371,35 @@ pub fn write_inline(
 ) -> Result<(), String> {
     let target = within(root, dest, true).map_err(|e| e.to_string())?;
     let to = if dest.ends_with('/') || target.is_dir() {
-        make_dirs(root, &target, attrs)?;
-        target.join(name)
+        make_dirs(root, &target, attrs.parent_owner())?;
+        target.join(plain_name(name)?)
     } else {
         if let Some(parent) = target.parent() {
-            make_dirs(root, parent, attrs)?;
+            make_dirs(root, parent, attrs.parent_owner())?;
         }
         target
     };
     remove_non_dir(&to)?;
     fs::write(&to, content).map_err(|e| format!("writing {}: {e}", to.display()))?;
-    finish(&to, attrs, attrs.mode.unwrap_or(0o644), None)
+    finish(
+        &to,
+        Some(attrs.parent_owner()),
+        attrs.mode.unwrap_or(0o644),
+        None,
+    )
 }
 
-/// Creates `dir` and its missing parents (below `root`), owned as copied files are.
-fn make_dirs(root: &Path, dir: &Path, attrs: Attributes) -> Result<(), String> {
+/// Creates `dir` and its missing parents (below `root`), mode 0755, owned by `owner`.
+pub fn make_dirs(root: &Path, dir: &Path, owner: (u32, u32)) -> Result<(), String> {
     if dir.is_dir() || dir == root {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        make_dirs(root, parent, attrs)?;
+        make_dirs(root, parent, owner)?;
     }
     remove_non_dir(dir)?;
     fs::create_dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    finish(dir, attrs, 0o755, None)
+    finish(dir, Some(owner), 0o755, None)
 }
 
 fn remove_non_dir(path: &Path) -> Result<(), String> {
@@ -381,7 +411,8 @@ fn remove_non_dir(path: &Path) -> Result<(), String> {
     }
 }
 
-/// Copies one entry (not what is below a directory) with its mode and mtime.
+/// Copies one entry (not what is below a directory) with its mode and mtime, and its
+/// owner unless `attrs` sets one.
 fn copy_entry(from: &Path, to: &Path, attrs: Attributes) -> Result<(), String> {
     let meta =
         fs::symlink_metadata(from).map_err(|e| format!("reading {}: {e}", from.display()))?;
@@ -407,22 +438,25 @@ fn copy_entry(from: &Path, to: &Path, attrs: Attributes) -> Result<(), String> {
             return Ok(());
         }
     }
+    let owner = attrs.owner.unwrap_or((meta.uid(), meta.gid()));
+    let mode = attrs.mode.unwrap_or(meta.mode() & 0o7777);
     let mtime = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    finish(to, attrs, meta.mode() & 0o7777, Some(mtime))
+    finish(to, Some(owner), mode, Some(mtime))
 }
 
 /// Sets owner, then mode (chown clears setuid), then mtime.
 fn finish(
     path: &Path,
-    attrs: Attributes,
+    owner: Option<(u32, u32)>,
     mode: u32,
     mtime: Option<TimeSpec>,
 ) -> Result<(), String> {
     let failed = |e: io::Error| format!("setting the attributes of {}: {e}", path.display());
-    lchown(path, Some(attrs.owner.0), Some(attrs.owner.1)).map_err(failed)?;
+    if let Some((uid, gid)) = owner {
+        lchown(path, Some(uid), Some(gid)).map_err(failed)?;
+    }
     let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if !is_link {
-        let mode = attrs.mode.unwrap_or(mode);
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(failed)?;
     }
     if let Some(mtime) = mtime {

@@ -3,14 +3,14 @@
 //! Each stage starts from `scratch`, an image or an earlier stage. Steps that change
 //! files (RUN, COPY, ADD, WORKDIR) produce a layer each: RUN in a container the runtime
 //! makes of the step's root filesystem, the others on an overlay mount in the build's
-//! private mount namespace; the upper directory becomes the layer (see `ImageStore::
-//! pack_layer`). Steps that only change the config are applied in memory.
+//! private mount namespace; the upper directory becomes the layer (see
+//! `ImageStore::pack_layer`). Steps that only change the config are applied in memory.
 //!
-//! The cache: every step extends a chain key with what determines its result (its text
-//! after substitution; for RUN the build args in effect; for COPY and ADD a digest of the
-//! sources' content). A step whose key has a record in the store's build cache is not run:
-//! the record's state is taken as is. The image is named only once every step is done,
-//! so a failed build moves no tag.
+//! The cache: every step extends a chain key with what determines its result (the whole
+//! instruction after substitution; for RUN the build args in effect and the network; for
+//! COPY and ADD a digest of the sources' content). A step whose key has a record in the
+//! store's build cache is not run: the record's state is taken as is. The image is named
+//! only once every step is done, so a failed build moves no tag.
 
 mod copy;
 mod mount;
@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use oci_spec::image::{Config, ConfigBuilder, HistoryBuilder, ImageConfiguration, MediaType};
 use serde_json::{Value, json};
@@ -153,6 +153,7 @@ pub fn build(paths: &Paths, opts: &BuildOptions, progress: &mut Progress) -> Res
         ignore,
         context: None,
         built: vec![None; dockerfile.stages.len()],
+        stage_names: dockerfile.stages.iter().map(|s| s.name.clone()).collect(),
         used_args: BTreeSet::new(),
         step: 0,
         total: 0,
@@ -193,7 +194,6 @@ pub fn build(paths: &Paths, opts: &BuildOptions, progress: &mut Progress) -> Res
 /// A stage's result.
 #[derive(Clone)]
 struct Built {
-    name: Option<String>,
     state: BuildState,
     key: String,
     extras: Extras,
@@ -219,6 +219,8 @@ struct Builder<'a> {
     /// The context's listing, read on first use.
     context: Option<Vec<context::Entry>>,
     built: Vec<Option<Built>>,
+    /// Each stage's `AS` name.
+    stage_names: Vec<Option<String>>,
     used_args: BTreeSet<String>,
     step: usize,
     total: usize,
@@ -227,7 +229,6 @@ struct Builder<'a> {
 
 /// The state of the stage being built.
 struct StageRun {
-    name: Option<String>,
     state: BuildState,
     key: String,
     extras: Extras,
@@ -236,6 +237,8 @@ struct StageRun {
     /// Whether CMD was set in this stage (ENTRYPOINT clears an inherited one).
     cmd_set: bool,
     escape: char,
+    /// The stage's position in the Dockerfile: `--from` names only stages before it.
+    index: usize,
 }
 
 impl StageRun {
@@ -280,6 +283,16 @@ impl StageRun {
         });
     }
 
+    /// USER, if set.
+    fn user(&self) -> Option<String> {
+        self.state
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.user().clone())
+            .filter(|u| !u.is_empty())
+    }
+
     fn workdir(&self) -> String {
         self.state
             .config
@@ -291,7 +304,8 @@ impl StageRun {
     }
 
     /// `path` made absolute against the working directory and cleaned (`.` and `..`
-    /// resolved), keeping a trailing `/`: it says the destination is a directory.
+    /// resolved), ending in `/` when it names a directory (`dir/`, `.`, `..`): for COPY,
+    /// that says the destination is one.
     fn absolute(&self, path: &str) -> String {
         let joined = if path.starts_with('/') {
             path.to_string()
@@ -308,7 +322,8 @@ impl StageRun {
                 p => parts.push(p),
             }
         }
-        let slash = if joined.ends_with('/') && !parts.is_empty() {
+        let dir_like = ["/", "/.", "/.."].iter().any(|end| joined.ends_with(end));
+        let slash = if dir_like && !parts.is_empty() {
             "/"
         } else {
             ""
@@ -434,11 +449,17 @@ impl Builder<'_> {
         }
     }
 
-    fn stage_index(&self, dockerfile: &Dockerfile, name: &str, before: usize) -> Option<usize> {
+    /// The stage before `before` that `name` names.
+    fn stage_named(&self, name: &str, before: usize) -> Option<usize> {
         let lower = name.to_lowercase();
-        dockerfile.stages[..before]
+        self.stage_names[..before]
             .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+            .position(|n| n.as_deref() == Some(lower.as_str()))
+    }
+
+    /// The stage before `before` that `--from=name` means: by name, or by index.
+    fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        self.stage_named(name, before)
             .or_else(|| name.parse::<usize>().ok().filter(|&i| i < before))
     }
 
@@ -446,7 +467,7 @@ impl Builder<'_> {
         match &self.opts.target {
             None => Ok(dockerfile.stages.len() - 1),
             Some(t) => self
-                .stage_index(dockerfile, t, dockerfile.stages.len())
+                .stage_named(t, dockerfile.stages.len())
                 .filter(|_| t.parse::<usize>().is_err())
                 .ok_or_else(|| Error::NoTarget(t.clone())),
         }
@@ -464,14 +485,14 @@ impl Builder<'_> {
             let stage = &dockerfile.stages[i];
             let base = dockerfile::expand_word(&stage.base, dockerfile.escape, &vars)
                 .unwrap_or_else(|_| stage.base.clone());
-            pending.extend(self.stage_index(dockerfile, &base, i));
+            pending.extend(self.stage_named(&base, i));
             for step in &stage.steps {
                 if let Instruction::Copy(c) | Instruction::Add(c) = &step.instruction
                     && let Some(from) = &c.from
                 {
                     let from = dockerfile::expand_word(from, dockerfile.escape, &vars)
                         .unwrap_or_else(|_| from.clone());
-                    pending.extend(self.stage_index(dockerfile, &from, i));
+                    pending.extend(self.stage_index(&from, i));
                 }
             }
         }
@@ -505,7 +526,7 @@ impl Builder<'_> {
             Some(other) => Err(format!(
                 "--platform={other}: berth builds for this host's platform ({host}) only"
             )),
-            None => self.base(&base, stage.name.clone(), index),
+            None => self.base(&base, index, dockerfile.escape),
         };
         let mut run = match started {
             Ok(run) => run,
@@ -519,7 +540,9 @@ impl Builder<'_> {
                 });
             }
         };
-        run.escape = dockerfile.escape;
+        // The stage's base in the cache: its layers count as used until the build is
+        // done, whatever a concurrent `rmi` removes.
+        self.store.commit_step(None, &run.key, &run.state)?;
         self.progress.finish(false);
         for trigger in std::mem::take(&mut run.extras.on_build) {
             let instruction = dockerfile::parse_trigger(&trigger)?;
@@ -535,7 +558,6 @@ impl Builder<'_> {
             self.execute(&mut run, step, label)?;
         }
         Ok(Built {
-            name: run.name,
             state: run.state,
             key: run.key,
             extras: run.extras,
@@ -543,9 +565,8 @@ impl Builder<'_> {
     }
 
     /// The state a stage starts from.
-    fn base(&mut self, base: &str, name: Option<String>, index: usize) -> Result<StageRun, String> {
+    fn base(&mut self, base: &str, index: usize, escape: char) -> Result<StageRun, String> {
         let scratch = |key: String| StageRun {
-            name: name.clone(),
             state: BuildState {
                 config: new_config(),
                 layers: Vec::new(),
@@ -554,16 +575,16 @@ impl Builder<'_> {
             extras: Extras::default(),
             args: BTreeMap::new(),
             cmd_set: false,
-            escape: '\\',
+            escape,
+            index,
         };
         if base == "scratch" {
             return Ok(scratch(chain("", "scratch")));
         }
-        if let Some(i) = self.built[..index].iter().position(|b| {
-            b.as_ref()
-                .is_some_and(|b| b.name.as_deref() == Some(base.to_lowercase().as_str()))
-        }) {
-            let built = self.built[i].clone().expect("checked above");
+        if let Some(built) = self
+            .stage_named(base, index)
+            .and_then(|i| self.built[i].clone())
+        {
             let mut run = scratch(built.key);
             run.state = built.state;
             run.extras = built.extras;
@@ -603,6 +624,16 @@ impl Builder<'_> {
         Ok(run)
     }
 
+    /// A directory of the build's own under the store's `tmp/` (same filesystem as the
+    /// layers), removed when dropped.
+    fn scratch_dir(&self) -> Result<tempfile::TempDir, Error> {
+        let tmp = self.paths.tmp();
+        tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(&tmp)
+            .map_err(|e| Error::io("creating a directory in", tmp, e))
+    }
+
     /// An image from the store, pulled first when it is not there (as `docker build`
     /// does).
     fn resolve_or_pull(&mut self, name: &str) -> Result<Image, String> {
@@ -640,13 +671,25 @@ impl Builder<'_> {
                 self.copy_step(run, step, c, add, &text)
             }
             Instruction::Workdir(dir) => {
-                let dir = run.absolute(dir);
+                let absolute = run.absolute(dir);
+                let dir = match absolute.trim_end_matches('/') {
+                    "" => "/".to_string(),
+                    trimmed => trimmed.to_string(),
+                };
                 run.edit(|c| {
                     c.set_working_dir(Some(dir.clone()));
                 });
-                self.fs_step(run, &text, &dir, |root| {
+                let user = run.user();
+                // The chain already has the directory (from the instruction and the
+                // steps before it): nothing to add to the key.
+                self.fs_step(run, &text, "", |root| {
+                    // Created 0755 and owned by the USER, as BuildKit creates it.
+                    let owner = match user.as_deref() {
+                        Some(spec) => owner(root, spec)?,
+                        None => (0, 0),
+                    };
                     let target = copy::within(root, &dir, true).map_err(|e| e.to_string())?;
-                    fs::create_dir_all(&target).map_err(|e| format!("creating {dir}: {e}"))
+                    copy::make_dirs(root, &target, owner)
                 })
             }
             other => self.config_step(run, step, other, &text),
@@ -864,10 +907,7 @@ impl Builder<'_> {
                 ));
             }
         };
-        let keep = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(self.paths.tmp())
-            .map_err(|e| Error::io("creating a directory in", self.paths.tmp(), e))?;
+        let keep = self.scratch_dir()?;
         // A lone heredoc starting with `#!` runs as a file, as BuildKit runs it: mounted
         // read-only at /dev/pipes/NAME (in /dev's tmpfs, so never in the layer).
         let mut volumes = Vec::new();
@@ -965,17 +1005,18 @@ impl Builder<'_> {
         let mut from_rootfs = None;
         let mut from_key = String::new();
         if let Some(from) = &c.from {
-            let built = self
-                .built
-                .iter()
-                .flatten()
-                .find(|b| b.name.as_deref() == Some(from.to_lowercase().as_str()))
-                .or_else(|| {
-                    from.parse::<usize>()
-                        .ok()
-                        .and_then(|i| self.built.get(i)?.as_ref())
-                })
-                .cloned();
+            let built = match self.stage_index(from, run.index) {
+                Some(i) => Some(self.built[i].clone().ok_or_else(|| {
+                    self.fail(
+                        step,
+                        format!(
+                            "stage \"{from}\" was not built: a --from naming a stage may use \
+                             only the ARGs declared before the first FROM"
+                        ),
+                    )
+                })?),
+                None => None,
+            };
             let layers = match built {
                 Some(b) => {
                     from_key = b.key.clone();
@@ -1005,13 +1046,17 @@ impl Builder<'_> {
                 entries: self.context.as_deref().unwrap_or_default(),
             },
         };
-        let downloads = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(self.paths.tmp())
-            .map_err(|e| Error::io("creating a directory in", self.paths.tmp(), e))?;
+        let downloads = self.scratch_dir()?;
         let mut sources = Vec::new();
         let mut inline = Vec::new();
         let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
+        // BuildKit's forms of a git source: git@host:repo, git://..., or a URL whose path
+        // ends in .git (with an optional #ref).
+        let is_git = |p: &str| {
+            p.starts_with("git@")
+                || p.starts_with("git://")
+                || (is_url(p) && p.split('#').next().is_some_and(|u| u.ends_with(".git")))
+        };
         if c.checksum.is_some()
             && c.sources
                 .iter()
@@ -1021,11 +1066,7 @@ impl Builder<'_> {
         }
         for source in &c.sources {
             match source {
-                CopySource::Path(p)
-                    if add
-                        && (p.starts_with("git@")
-                            || p.split('#').next().is_some_and(|u| u.ends_with(".git"))) =>
-                {
+                CopySource::Path(p) if add && is_git(p) => {
                     return Err(self.fail(step, format!("{p}: ADD of a git repository is not supported yet; clone it into the context and COPY it")));
                 }
                 CopySource::Path(p) if add && is_url(p) => {
@@ -1050,6 +1091,7 @@ impl Builder<'_> {
         let dest = run.absolute(&c.dest);
         let what = format!("{from_key}\0{digest}");
         let chown = c.chown.clone();
+        let from_elsewhere = c.from.is_some();
         let mode = c
             .chmod
             .as_deref()
@@ -1058,8 +1100,10 @@ impl Builder<'_> {
             .map_err(|e| self.fail(step, e))?;
         let result = self.fs_step(run, text, &what, |root| {
             let owner = match &chown {
-                Some(spec) => owner(root, spec)?,
-                None => (0, 0),
+                Some(spec) => Some(owner(root, spec)?),
+                // Docker keeps the owners of what comes from a stage or an image.
+                None if from_elsewhere => None,
+                None => Some((0, 0)),
             };
             let attrs = copy::Attributes { owner, mode };
             copy::copy(root, &sources, &dest, attrs)?;
@@ -1177,8 +1221,12 @@ fn healthcheck_json(h: &Healthcheck) -> Value {
     }
 }
 
-/// `--chown=user:group`, resolved in the destination's own passwd and group files.
+/// `--chown=user[:group]`, resolved in the destination's own passwd and group files. A
+/// numeric user without a group gets the same number as group, as Docker gives it.
 fn owner(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+    if let Ok(uid) = spec.parse::<u32>() {
+        return Ok((uid, uid));
+    }
     let read = |f: &str| {
         copy::within(root, f, true)
             .ok()
@@ -1202,6 +1250,7 @@ fn download(url: &str, checksum: Option<&str>, dir: &Path) -> Result<copy::Sourc
         .unwrap_or("download")
         .to_string();
     let failed = |e: &dyn std::fmt::Display| format!("fetching {url}: {e}");
+    copy::plain_name(&name).map_err(|e| failed(&e))?;
     // A second installation (by the registry client) is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1209,7 +1258,12 @@ fn download(url: &str, checksum: Option<&str>, dir: &Path) -> Result<copy::Sourc
         .build()
         .map_err(|e| failed(&e))?;
     let body = runtime.block_on(async {
-        let response = reqwest::get(url).await.map_err(|e| failed(&e))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(3600))
+            .build()
+            .map_err(|e| failed(&e))?;
+        let response = client.get(url).send().await.map_err(|e| failed(&e))?;
         if !response.status().is_success() {
             return Err(failed(&format!(
                 "the server answered {}",

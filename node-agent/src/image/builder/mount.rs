@@ -63,7 +63,11 @@ impl Rootfs {
             let p = rootfs.dir.path().join(d);
             fs::create_dir(&p).map_err(|e| Error::io("creating", &p, e))?;
         }
-        let mut lower: Vec<String> = layers
+        if layers.is_empty() && !writable {
+            // Nothing to see: the empty merged directory is the root.
+            return Ok(rootfs);
+        }
+        let mut lower: Vec<String> = crate::image::without_repeats(layers)
             .iter()
             .rev()
             .map(|l| {
@@ -72,11 +76,11 @@ impl Rootfs {
             })
             .collect();
         // overlayfs needs two lower layers to mount without an upper one, and one with.
-        let empty = rootfs.dir.path().join("empty").display().to_string();
-        while lower.len() < if writable { 1 } else { 2 } {
-            lower.push(empty.clone());
+        if lower.len() < if writable { 1 } else { 2 } {
+            lower.push(rootfs.dir.path().join("empty").display().to_string());
         }
-        let mut options = format!("lowerdir={}", lower.join(":"));
+        // As for containers (see runtime::init): the upper directory holds whole changes.
+        let mut options = format!("lowerdir={},redirect_dir=off,metacopy=off", lower.join(":"));
         if writable {
             let d = rootfs.dir.path();
             options += &format!(

@@ -42,7 +42,9 @@ extern "C" fn on_interrupt(_: nix::libc::c_int) {
 pub fn catch_interrupts() {
     let action = SigAction::new(
         SigHandler::Handler(on_interrupt),
-        SaFlags::SA_RESTART,
+        // A second Ctrl-C, while a step that does not check (a pull, a download, a
+        // large copy) goes on, kills berth.
+        SaFlags::SA_RESTART | SaFlags::SA_RESETHAND,
         SigSet::empty(),
     );
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
