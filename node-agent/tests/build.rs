@@ -930,13 +930,23 @@ fn an_interrupted_build_leaves_nothing_running() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    // Lines of its output, read by a thread so that waiting for one has a deadline.
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let _ = lines.send(line.unwrap_or_default());
+        }
+    });
     let mut seen = String::new();
-    let mut buf = [0u8; 256];
     while !seen.contains("| started") {
-        let n = stderr.read(&mut buf).unwrap();
-        assert!(n > 0, "the build ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        match received.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => seen += &(line + "\n"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the build did not start its RUN step: {seen}");
+            }
+        }
     }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -944,7 +954,8 @@ fn an_interrupted_build_leaves_nothing_running() {
     )
     .unwrap();
     let status = child.wait().unwrap();
-    stderr.read_to_string(&mut seen).unwrap();
+    reader.join().unwrap();
+    seen.extend(received.try_iter().map(|l| l + "\n"));
     assert_eq!(status.code(), Some(1), "{seen}");
     assert!(seen.contains("the build was interrupted"), "{seen}");
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
