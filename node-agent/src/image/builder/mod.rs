@@ -540,9 +540,6 @@ impl Builder<'_> {
                 });
             }
         };
-        // The stage's base in the cache: its layers count as used until the build is
-        // done, whatever a concurrent `rmi` removes.
-        self.store.commit_step(None, &run.key, &run.state)?;
         self.progress.finish(false);
         for trigger in std::mem::take(&mut run.extras.on_build) {
             let instruction = dockerfile::parse_trigger(&trigger)?;
@@ -593,17 +590,7 @@ impl Builder<'_> {
             return Ok(run);
         }
         let image = self.resolve_or_pull(base)?;
-        self.store.layer_dirs(&image).map_err(|e| e.to_string())?;
-        let layers = image
-            .layers()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(d, diff_id)| LayerRef {
-                digest: d.digest().to_string(),
-                diff_id: diff_id.to_string(),
-                size: d.size(),
-            })
-            .collect();
+        let (key, state) = self.image_state(&image).map_err(|e| e.to_string())?;
         let raw: Value = self
             .store
             .read_blob(&image.id)
@@ -611,17 +598,37 @@ impl Builder<'_> {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let docker = &raw["config"];
-        let mut run = scratch(chain("", &format!("FROM {}", image.id)));
-        run.state = BuildState {
-            config: image.config.clone(),
-            layers,
-        };
+        let mut run = scratch(key);
+        run.state = state;
         run.extras = Extras {
             healthcheck: Some(docker["Healthcheck"].clone()).filter(|v| !v.is_null()),
             on_build: serde_json::from_value(docker["OnBuild"].clone()).unwrap_or_default(),
             shell: serde_json::from_value(docker["Shell"].clone()).ok(),
         };
         Ok(run)
+    }
+
+    /// An image as a build state (its layers unpacked), with its key, and recorded in the
+    /// cache: its layers count as used until the build is done, whatever a concurrent
+    /// `rmi` removes.
+    fn image_state(&self, image: &Image) -> Result<(String, BuildState), Error> {
+        self.store.layer_dirs(image)?;
+        let layers = image
+            .layers()?
+            .into_iter()
+            .map(|(d, diff_id)| LayerRef {
+                digest: d.digest().to_string(),
+                diff_id: diff_id.to_string(),
+                size: d.size(),
+            })
+            .collect();
+        let key = chain("", &format!("FROM {}", image.id));
+        let state = BuildState {
+            config: image.config.clone(),
+            layers,
+        };
+        self.store.commit_step(None, &key, &state)?;
+        Ok((key, state))
     }
 
     /// A directory of the build's own under the store's `tmp/` (same filesystem as the
@@ -1024,8 +1031,9 @@ impl Builder<'_> {
                 }
                 None => {
                     let image = self.resolve_or_pull(from).map_err(|e| self.fail(step, e))?;
-                    from_key = image.id.clone();
-                    self.store.layer_dirs(&image)?
+                    let (key, state) = self.image_state(&image)?;
+                    from_key = key;
+                    layer_dirs(self.paths, &state.layers)
                 }
             };
             from_rootfs = Some(mount::Rootfs::mount(
