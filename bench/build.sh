@@ -7,7 +7,7 @@
 #  3. layer export: berth packing a directory into a gzip layer vs `tar | gzip` of it
 #     (cargo bench -p berth --bench pack), on the unpacked base layer.
 # RUN steps have no network in every tool (the build needs none). dockerd runs in a
-# network namespace of its own, as in bench/network.sh.
+# network namespace of its own (bench/dockerd.sh).
 # Usage: bench/build.sh BERTH PYBASE_TAR. Needs root, hyperfine, buildah, podman, docker.io.
 set -euo pipefail
 berth=$(realpath "$1")
@@ -17,18 +17,12 @@ runs_cold=${RUNS_COLD:-3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 ctx=$repo/examples/microblog
 work=$(mktemp -d /tmp/berth-bench-build.XXXXXX)
-ns=berth-bench-build
 export BERTH_ROOT=$work/berth BERTH_RUN=$work/berth-run BERTH_CGROUP_PARENT=berth-bench-build
-export DOCKER_HOST=unix://$work/docker.sock
-docker=/usr/bin/docker
-dockerd_pid=
+# shellcheck source=bench/dockerd.sh
+. "$(dirname "$0")/dockerd.sh"
 cleanup() {
-    if [ -n "$dockerd_pid" ]; then
-        kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true
-    fi
-    ip netns del $ns 2>/dev/null || true
+    dockerd_stop
     podman rmi -f localhost/pybase-bench localhost/microblog-bench >/dev/null 2>&1 || true
-    umount -R "$work/docker" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -41,12 +35,7 @@ dockerfile() {
 
 "$berth" import "$tar" pybase:latest >/dev/null
 podman import "$tar" localhost/pybase-bench >/dev/null
-ip netns add $ns
-ip netns exec $ns ip link set lo up
-nsenter --net=/run/netns/$ns dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "$DOCKER_HOST" \
-    --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
-dockerd_pid=$!
-for _ in $(seq 100); do $docker info >/dev/null 2>&1 && break; sleep 0.2; done
+dockerd_start berth-bench-build
 $docker import "$tar" pybase-bench >/dev/null
 
 # Each tool's command up to the context, which goes last (buildah takes no flag after it).

@@ -4,9 +4,7 @@
 #     bridge run, in one hyperfine run;
 #  2. HTTP throughput (wrk) to the same busybox httpd through a published port on
 #     127.0.0.1, berth vs docker.
-# dockerd runs in a network namespace of its own (nsenter: `ip netns exec` would hide the
-# host's cgroup mounts), so its bridge and iptables rules (and
-# its FORWARD policy) never touch the host's.
+# dockerd runs in a network namespace of its own (bench/dockerd.sh).
 # Usage: bench/network.sh BERTH BUSYBOX_ROOTFS_TAR. Needs root, hyperfine, wrk, docker.io.
 set -euo pipefail
 berth=$(realpath "$1")
@@ -14,33 +12,23 @@ tar=$(realpath "$2")
 runs=${RUNS:-30}
 duration=${DURATION:-10}
 work=$(mktemp -d /tmp/berth-bench-net.XXXXXX)
-ns=berth-bench-docker
+ns="berth-bench-docker"
+# shellcheck source=bench/dockerd.sh
+. "$(dirname "$0")/dockerd.sh"
 export BERTH_ROOT=$work/berth BERTH_RUN=$work/berth-run BERTH_CGROUP_PARENT=berth-bench \
     BERTH_BRIDGE=bbench0 BERTH_BRIDGE_SUBNET=10.222.0.0/24 BERTH_NFT_TABLE=berth_bench
-export DOCKER_HOST=unix://$work/docker.sock
-docker=/usr/bin/docker
-dockerd_pid=
 cleanup() {
     "$berth" ps -a -q --no-trunc 2>/dev/null | xargs -r -n1 "$berth" rm -f >/dev/null 2>&1 || true
-    if [ -n "$dockerd_pid" ]; then
-        $docker rm -f web >/dev/null 2>&1 || true
-        kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true
-    fi
-    ip netns del $ns 2>/dev/null || true
+    [ -z "$dockerd_pid" ] || $docker rm -f web >/dev/null 2>&1 || true
+    dockerd_stop
     ip link del bbench0 2>/dev/null || true
     nft delete table inet berth_bench 2>/dev/null || true
-    umount -R "$work/docker" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 "$berth" import "$tar" bench:latest >/dev/null
-ip netns add $ns
-ip netns exec $ns ip link set lo up
-nsenter --net=/run/netns/$ns dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "$DOCKER_HOST" \
-    --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
-dockerd_pid=$!
-for _ in $(seq 100); do $docker info >/dev/null 2>&1 && break; sleep 0.2; done
+dockerd_start $ns
 $docker import "$tar" berth-bench >/dev/null
 # First runs create the bridges.
 "$berth" run --rm bench:latest true

@@ -81,6 +81,17 @@ fn build_ok(env: &Env, ctx: &Path, args: &[&str]) -> (String, String) {
     (id, r.stderr)
 }
 
+/// Builds; must fail with the build's exit code (1), saying `message`.
+fn build_fails(env: &Env, ctx: &Path, args: &[&str], message: &str) {
+    let r = build(env, ctx, args);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(message),
+        "expected {message:?} in {}",
+        r.stderr
+    );
+}
+
 /// The labels of the steps that came from the cache.
 fn cached_steps(progress: &str) -> Vec<usize> {
     progress
@@ -371,9 +382,12 @@ fn multi_stage_copy_from_and_target() {
         run_out(&env, "ms:builder", &["cat", "/out/result"]),
         "SOURCE\n"
     );
-    let r = build(&env, &ctx, &["--target", "nosuch"]);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("target stage \"nosuch\""), "{}", r.stderr);
+    build_fails(
+        &env,
+        &ctx,
+        &["--target", "nosuch"],
+        "target stage \"nosuch\"",
+    );
     env.assert_clean();
 }
 
@@ -533,13 +547,7 @@ fn copy_and_add_follow_docker_rules() {
             ),
         )],
     );
-    let r = build(&env, &wrong, &[]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("but --checksum says sha256:000"),
-        "{}",
-        r.stderr
-    );
+    build_fails(&env, &wrong, &[], "but --checksum says sha256:000");
 
     let git = context(
         &env,
@@ -549,13 +557,11 @@ fn copy_and_add_follow_docker_rules() {
             "FROM base:latest\nADD https://example.com/repo.git#v1 /src\n",
         )],
     );
-    let r = build(&env, &git, &[]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("ADD of a git repository is not supported yet"),
-        "{}",
-        r.stderr
+    build_fails(
+        &env,
+        &git,
+        &[],
+        "ADD of a git repository is not supported yet",
     );
 
     // A heredoc's name cannot lead out of the root filesystem.
@@ -567,13 +573,7 @@ fn copy_and_add_follow_docker_rules() {
             "FROM base:latest\nCOPY <<../../../../escaped /\nhi\n../../../../escaped\n",
         )],
     );
-    let r = build(&env, &escape, &[]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("must be one path component"),
-        "{}",
-        r.stderr
-    );
+    build_fails(&env, &escape, &[], "must be one path component");
     assert!(!env.file("escaped").exists() && !env.paths().root.join("escaped").exists());
 
     let missing = context(
@@ -588,9 +588,9 @@ fn copy_and_add_follow_docker_rules() {
             (".dockerignore", "*.key\n"),
         ],
     );
-    let r = build(&env, &missing, &[]);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("Dockerfile:2: COPY secret.key nope.txt /x/: \"secret.key\" not found in the build context"), "{}", r.stderr);
+    let message =
+        "Dockerfile:2: COPY secret.key nope.txt /x/: \"secret.key\" not found in the build context";
+    build_fails(&env, &missing, &[], message);
     env.assert_clean();
 }
 
@@ -743,13 +743,7 @@ fn bad_input_is_named_with_file_and_line() {
     ];
     for (i, (dockerfile, message)) in cases.iter().enumerate() {
         let ctx = context(&env, &format!("bad{i}"), &[("Dockerfile", dockerfile)]);
-        let r = build(&env, &ctx, &[]);
-        assert_eq!(r.code, 1, "{dockerfile:?}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(message),
-            "{dockerfile:?}: expected {message:?} in {}",
-            r.stderr
-        );
+        build_fails(&env, &ctx, &[], message);
     }
     let r = env.berth(&["build", env.file("no-such-dir").to_str().unwrap()]);
     assert_ne!(r.code, 0);

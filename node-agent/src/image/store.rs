@@ -217,13 +217,7 @@ impl ImageStore {
             "Architecture": image.config.architecture().to_string(),
             "Variant": image.config.variant(),
             "Os": image.config.os().to_string(),
-            // As stored: Docker's fields beyond the OCI ones (Healthcheck, OnBuild,
-            // Shell) included.
-            "Config": self
-                .read_blob(&image.id)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .map_or_else(|| json!(image.config.config()), |raw| raw["config"].clone()),
+            "Config": self.runtime_config(image),
             "RootFS": {
                 "Type": image.config.rootfs().typ(),
                 "Layers": image.diff_ids(),
@@ -232,6 +226,15 @@ impl ImageStore {
             "Size": image.size,
             "ManifestDigest": image.manifest_digest,
         })
+    }
+
+    /// The runtime part of `image`'s config as stored, Docker's fields beyond the OCI ones
+    /// (Healthcheck, OnBuild, Shell) included: parsing into the OCI type drops them.
+    pub(crate) fn runtime_config(&self, image: &Image) -> Value {
+        self.read_blob(&image.id)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or_else(|| json!(image.config.config()), |raw| raw["config"].clone())
     }
 
     /// Gives the image `source` the name `target` (moving the name if another image had it).

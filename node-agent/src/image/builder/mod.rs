@@ -155,6 +155,7 @@ pub fn build(paths: &Paths, opts: &BuildOptions, progress: &mut Progress) -> Res
         built: vec![None; dockerfile.stages.len()],
         stage_names: dockerfile.stages.iter().map(|s| s.name.clone()).collect(),
         used_args: BTreeSet::new(),
+        platform: platform_args(),
         step: 0,
         total: 0,
         progress,
@@ -222,6 +223,8 @@ struct Builder<'a> {
     /// Each stage's `AS` name.
     stage_names: Vec<Option<String>>,
     used_args: BTreeSet<String>,
+    /// The platform args BuildKit predefines, with this host's values.
+    platform: BTreeMap<&'static str, String>,
     step: usize,
     total: usize,
     progress: &'a mut Progress,
@@ -242,37 +245,40 @@ struct StageRun {
 }
 
 impl StageRun {
+    /// The runtime part of the image config.
+    fn runtime(&self) -> Option<&Config> {
+        self.state.config.config().as_ref()
+    }
+
     /// Changes the runtime part of the image config.
     fn edit(&mut self, change: impl FnOnce(&mut Config)) {
-        let mut config = self
-            .state
-            .config
-            .config()
-            .clone()
-            .unwrap_or_else(empty_config);
+        let mut config = self.runtime().cloned().unwrap_or_else(empty_config);
         change(&mut config);
         self.state.config.set_config(Some(config));
     }
 
-    fn env(&self) -> Vec<String> {
-        self.state
-            .config
-            .config()
-            .as_ref()
-            .and_then(|c| c.env().clone())
+    fn env(&self) -> &[String] {
+        self.runtime()
+            .and_then(|c| c.env().as_deref())
             .unwrap_or_default()
+    }
+
+    /// The value ENV gives `name`, if it does.
+    fn env_value(&self, name: &str) -> Option<&str> {
+        self.env()
+            .iter()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
     }
 
     /// A variable as a step sees it: ENV first, then ARG.
     fn var(&self, name: &str) -> Option<String> {
-        self.env()
-            .iter()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+        self.env_value(name)
+            .map(str::to_string)
             .or_else(|| self.args.get(name).cloned())
     }
 
     fn set_env(&mut self, name: &str, value: &str) {
-        let mut env = self.env();
+        let mut env = self.env().to_vec();
         let entry = format!("{name}={value}");
         match env.iter_mut().find(|kv| kv.split('=').next() == Some(name)) {
             Some(kv) => *kv = entry,
@@ -285,19 +291,13 @@ impl StageRun {
 
     /// USER, if set.
     fn user(&self) -> Option<String> {
-        self.state
-            .config
-            .config()
-            .as_ref()
+        self.runtime()
             .and_then(|c| c.user().clone())
             .filter(|u| !u.is_empty())
     }
 
     fn workdir(&self) -> String {
-        self.state
-            .config
-            .config()
-            .as_ref()
+        self.runtime()
             .and_then(|c| c.working_dir().clone())
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".into())
@@ -422,7 +422,7 @@ impl Builder<'_> {
             self.used_args.insert(name.to_string());
             return Some(value.clone());
         }
-        default.or_else(|| platform_args().get(name).cloned())
+        default.or_else(|| self.platform.get(name).cloned())
     }
 
     fn meta_args(&mut self, dockerfile: &Dockerfile) -> Result<(), Error> {
@@ -445,7 +445,7 @@ impl Builder<'_> {
                 .get(name)
                 .cloned()
                 .flatten()
-                .or_else(|| platform_args().get(name).cloned())
+                .or_else(|| self.platform.get(name).cloned())
         }
     }
 
@@ -521,7 +521,7 @@ impl Builder<'_> {
             )?),
             None => None,
         };
-        let host = &platform_args()["TARGETPLATFORM"];
+        let host = &self.platform["TARGETPLATFORM"];
         let started = match platform.filter(|p| p != host) {
             Some(other) => Err(format!(
                 "--platform={other}: berth builds for this host's platform ({host}) only"
@@ -591,13 +591,7 @@ impl Builder<'_> {
         }
         let image = self.resolve_or_pull(base)?;
         let (key, state) = self.image_state(&image).map_err(|e| e.to_string())?;
-        let raw: Value = self
-            .store
-            .read_blob(&image.id)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let docker = &raw["config"];
+        let docker = self.store.runtime_config(&image);
         let mut run = scratch(key);
         run.state = state;
         run.extras = Extras {
@@ -938,30 +932,21 @@ impl Builder<'_> {
         let build_args: Vec<String> = run
             .args
             .iter()
-            .filter(|(k, _)| {
-                !run.env()
-                    .iter()
-                    .any(|kv| kv.split('=').next() == Some(k.as_str()))
-            })
+            .filter(|(k, _)| run.env_value(k).is_none())
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         run.advance(&format!("{}\0{network:?}", build_args.join("\0")));
         if self.cache_hit(run) {
             return Ok(true);
         }
-        let mut env = run.env();
+        let mut env = run.env().to_vec();
         env.extend(build_args);
         for proxy in PROXY_ARGS {
             if let Some(v) = self.opts.build_args.get(*proxy) {
                 env.push(format!("{proxy}={v}"));
             }
         }
-        let mut config = run
-            .state
-            .config
-            .config()
-            .clone()
-            .unwrap_or_else(empty_config);
+        let mut config = run.runtime().cloned().unwrap_or_else(empty_config);
         config.set_cmd(Some(args));
         config.set_entrypoint(None);
         config.set_env(Some(env));
