@@ -5,7 +5,7 @@
 #  1. cold: every step run (--no-cache), RUNS_COLD runs each;
 #  2. no-change rebuild: every step from the cache, RUNS runs each, one hyperfine run;
 #  3. layer export: berth packing a directory into a gzip layer vs `tar | gzip` of it
-#     (cargo bench -p berth --bench pack), on the unpacked base layer.
+#     (cargo bench -p berth-image --bench pack), on the unpacked base layer.
 # RUN steps have no network in every tool (the build needs none). dockerd runs in a
 # network namespace of its own (bench/dockerd.sh).
 # Usage: bench/build.sh BERTH PYBASE_TAR. Needs root, hyperfine, buildah, podman, docker.io.
@@ -66,4 +66,4 @@ echo "| directory | berth | tar \| gzip | ratio | layer |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 # The largest layer: the base rootfs (about 150 MB of files).
 layer=$(du -s "$BERTH_ROOT"/layers/* | sort -n | tail -1 | cut -f2)
-(cd "$repo" && cargo bench -q -p berth --bench pack -- "$layer" 5 2>/dev/null)
+(cd "$repo" && cargo bench -q -p berth-image --bench pack -- "$layer" 5 2>/dev/null)

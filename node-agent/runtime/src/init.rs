@@ -1,0 +1,675 @@
+//! What runs in the container's first process between `clone` and `execve`: the root
+//! filesystem, mounts, devices, masking, hostname, limits, identity and capabilities.
+//! It runs in a freshly cloned child of a single-threaded parent, reports any failure
+//! over a close-on-exec pipe (so a successful `execve` reads as end-of-file), and never
+//! returns.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::unistd::{
+    Gid, Uid, chdir, chown, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, sethostname,
+    setresgid, setresuid, setsid,
+};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use crate::mounts::{self, Plan};
+use berth_sys::syscall as sys;
+
+/// Exit codes Docker uses for a process that could not be started.
+pub const EXIT_NOT_FOUND: i32 = 127;
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+pub const EXIT_SETUP_FAILED: i32 = 125;
+
+/// A failure before the container's program started: the exit code it maps to and a
+/// message for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl StartError {
+    fn setup(what: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
+        StartError {
+            code: EXIT_SETUP_FAILED,
+            message: format!("{what}: {err}"),
+        }
+    }
+
+    /// `code` then the message: the wire format of the error pipe.
+    pub fn encode(&self) -> Vec<u8> {
+        format!("{}\n{}", self.code, self.message).into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> StartError {
+        let text = String::from_utf8_lossy(bytes);
+        let (code, message) = text.split_once('\n').unwrap_or(("125", &text));
+        StartError {
+            code: code.parse().unwrap_or(EXIT_SETUP_FAILED),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+trait Context<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, StartError>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, StartError> {
+        self.map_err(|e| StartError::setup(what(), e))
+    }
+}
+
+/// Where the container's root filesystem comes from: the image's unpacked layers
+/// (lowest first) stacked under a private upper directory with overlayfs.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Rootfs {
+    pub layers_dir: PathBuf,
+    /// Layer directory names inside `layers_dir`, lowest first.
+    pub layers: Vec<String>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where the overlay is mounted (inside the container's mount namespace only).
+    pub merged: PathBuf,
+}
+
+/// Everything the child needs, prepared by the parent before `clone`.
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Rootfs,
+    /// The container's stdin, stdout and stderr.
+    pub stdio: [BorrowedFd<'a>; 3],
+    /// `-t`: the console socket over which the container's terminal goes to the monitor.
+    pub console: Option<OwnedFd>,
+    /// The parent writes one byte here once the child is in its cgroup.
+    pub go: OwnedFd,
+    /// Close-on-exec; a failure is written here before exiting.
+    pub errors: OwnedFd,
+}
+
+/// The body of the container's first process. Never returns.
+pub fn container_init(args: InitArgs<'_>) -> ! {
+    let err = match start_container(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    fail(args.errors, err)
+}
+
+fn fail(errors: OwnedFd, err: StartError) -> ! {
+    let _ = File::from(errors).write_all(&err.encode());
+    berth_sys::process::exit_now(err.code)
+}
+
+/// Resets what the child inherited from the monitor: blocked signals (the monitor takes
+/// them through a signalfd) and ignored ones (Rust ignores SIGPIPE), so the program
+/// starts with the defaults it expects.
+pub fn reset_signals() {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            berth_sys::signal::set_default(sig);
+        }
+    }
+}
+
+fn set_stdio(fds: [BorrowedFd<'_>; 3]) -> Result<(), StartError> {
+    dup2_stdin(fds[0]).ctx(|| "setting up stdin".into())?;
+    dup2_stdout(fds[1]).ctx(|| "setting up stdout".into())?;
+    dup2_stderr(fds[2]).ctx(|| "setting up stderr".into())?;
+    Ok(())
+}
+
+fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == typ))
+}
+
+fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StartError> {
+    set_stdio(args.stdio)?;
+    reset_signals();
+    setsid().ctx(|| "setsid".into())?;
+
+    let mut byte = [0u8; 1];
+    if !matches!(
+        File::from(args.go.try_clone().ctx(|| "sync pipe".into())?).read(&mut byte),
+        Ok(1)
+    ) {
+        // The parent gave up on us (it failed to set up the cgroup, or died).
+        berth_sys::process::exit_now(EXIT_SETUP_FAILED)
+    }
+    let spec = args.spec;
+    if has_namespace(spec, LinuxNamespaceType::Cgroup) {
+        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "creating the cgroup namespace".into())?;
+    }
+    if has_namespace(spec, LinuxNamespaceType::Network) {
+        berth_sys::net::loopback_up().ctx(|| "bringing up the loopback interface".into())?;
+    }
+
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "making the host's mounts private to the container".into())?;
+    mount_rootfs(args.rootfs)?;
+
+    let plans = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(mounts::plan)
+        .collect::<Result<Vec<_>, _>>()
+        .ctx(|| "reading the spec's mounts".into())?;
+    // Host paths are opened before the host's root disappears; they are attached after
+    // pivot_root, where every path resolves inside the container's root.
+    let mut trees = Vec::new();
+    for p in &plans {
+        if let Plan::Bind {
+            source, recursive, ..
+        } = p
+        {
+            let is_dir = fs::metadata(source)
+                .ctx(|| format!("bind mount source {source}"))?
+                .is_dir();
+            let tree = sys::open_tree(Path::new(source), *recursive)
+                .ctx(|| format!("bind mount source {source}"))?;
+            trees.push(Some((tree, is_dir)));
+        } else {
+            trees.push(None);
+        }
+    }
+
+    enter_rootfs(&args.rootfs.merged)?;
+    for (p, tree) in plans.iter().zip(trees) {
+        apply_mount(p, tree)?;
+    }
+    let linux = spec.linux().as_ref();
+    create_devices(spec)?;
+    for path in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        mask_path(Path::new(path))?;
+    }
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        readonly_path(Path::new(path))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        sys::mount_setattr(Path::new("/"), false, sys::MOUNT_ATTR_RDONLY)
+            .ctx(|| "making the root filesystem read-only".into())?;
+    }
+    if let Some(hostname) = spec.hostname() {
+        sethostname(hostname).ctx(|| format!("setting hostname {hostname}"))?;
+    }
+    if let Some(console) = &args.console {
+        attach_terminal(console)?;
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| StartError::setup("spec", "no process"))?;
+    exec_process(process, true)
+}
+
+/// A terminal from the container's own `/dev/ptmx` becomes this process's stdio and
+/// controlling terminal; its master side goes to the monitor over `console`.
+pub fn attach_terminal(console: &OwnedFd) -> Result<(), StartError> {
+    let master =
+        crate::tty::open_as_stdio().ctx(|| "opening a terminal in the container".into())?;
+    // fd 0 is the terminal just set up.
+    berth_sys::tty::make_controlling(berth_sys::fd::stdin())
+        .ctx(|| "making the terminal the container's".into())?;
+    crate::tty::send(console, &master).ctx(|| "handing the terminal to the monitor".into())
+}
+
+fn mount_rootfs(rootfs: &Rootfs) -> Result<(), StartError> {
+    // Relative lowerdir names keep the option string short however deep the image:
+    // mount(2) takes at most one page of options.
+    chdir(&rootfs.layers_dir).ctx(|| format!("entering {}", rootfs.layers_dir.display()))?;
+    let lower: Vec<&str> = rootfs.layers.iter().rev().map(String::as_str).collect();
+    let options = format!(
+        // No redirects or metadata-only copies, whatever the module's defaults: the
+        // upper directory must hold a step's whole change when a build packs it.
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+        lower.join(":"),
+        rootfs.upper.display(),
+        rootfs.work.display()
+    );
+    mount(
+        Some("overlay"),
+        &rootfs.merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .ctx(|| {
+        format!(
+            "mounting the root filesystem (overlay of {} layers)",
+            lower.len()
+        )
+    })
+}
+
+fn enter_rootfs(root: &Path) -> Result<(), StartError> {
+    chdir(root).ctx(|| format!("entering {}", root.display()))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it
+    // leaves only the container's root, with no path back to the host's.
+    pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the host's root".into())?;
+    chdir("/").ctx(|| "chdir /".into())
+}
+
+fn mkdir_all(path: &Path) -> Result<(), StartError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .ctx(|| format!("creating {}", path.display()))
+}
+
+/// A mount target must not resolve into /proc or /sys when it was not asked to be
+/// there: an image could otherwise aim a symlink at kernel interfaces.
+fn check_target(destination: &str) -> Result<(), StartError> {
+    let real =
+        fs::canonicalize(destination).ctx(|| format!("resolving mount target {destination}"))?;
+    for special in ["/proc", "/sys"] {
+        if real.starts_with(special) && !Path::new(destination).starts_with(special) {
+            return Err(StartError::setup(
+                format!("mount target {destination}"),
+                format!("resolves to {} inside {special}; refusing", real.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn apply_mount(plan: &Plan, tree: Option<(OwnedFd, bool)>) -> Result<(), StartError> {
+    match (plan, tree) {
+        (
+            Plan::Bind {
+                destination,
+                recursive,
+                attrs,
+                propagation,
+                ..
+            },
+            Some((tree, is_dir)),
+        ) => {
+            let target = Path::new(destination);
+            if is_dir {
+                mkdir_all(target)?;
+            } else if fs::symlink_metadata(target).is_err() {
+                if let Some(parent) = target.parent() {
+                    mkdir_all(parent)?;
+                }
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(target)
+                    .ctx(|| format!("creating mount target {destination}"))?;
+            }
+            check_target(destination)?;
+            sys::move_mount(tree.as_fd(), target).ctx(|| format!("mounting {destination}"))?;
+            if *attrs != 0 {
+                sys::mount_setattr(target, *recursive, *attrs)
+                    .ctx(|| format!("setting options of {destination}"))?;
+            }
+            if let Some(p) = propagation {
+                mount(None::<&str>, target, None::<&str>, *p, None::<&str>)
+                    .ctx(|| format!("setting propagation of {destination}"))?;
+            }
+            Ok(())
+        }
+        (
+            Plan::Filesystem {
+                fstype,
+                source,
+                destination,
+                flags,
+                data,
+                propagation,
+            },
+            None,
+        ) => {
+            let target = Path::new(destination);
+            mkdir_all(target)?;
+            check_target(destination)?;
+            let data = (!data.is_empty()).then_some(data.as_str());
+            mount(
+                Some(source.as_str()),
+                target,
+                Some(fstype.as_str()),
+                *flags,
+                data,
+            )
+            .ctx(|| format!("mounting {fstype} at {destination}"))?;
+            if let Some(p) = propagation {
+                mount(None::<&str>, target, None::<&str>, *p, None::<&str>)
+                    .ctx(|| format!("setting propagation of {destination}"))?;
+            }
+            Ok(())
+        }
+        _ => unreachable!("bind plans always come with a tree, filesystems never"),
+    }
+}
+
+fn create_devices(spec: &Spec) -> Result<(), StartError> {
+    let devices = spec.linux().as_ref().and_then(|l| l.devices().as_ref());
+    for d in devices.into_iter().flatten() {
+        let path = d.path();
+        let kind = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::B => SFlag::S_IFBLK,
+            oci_spec::runtime::LinuxDeviceType::P => SFlag::S_IFIFO,
+            _ => SFlag::S_IFCHR,
+        };
+        let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
+        let _ = fs::remove_file(path);
+        mknod(
+            path,
+            kind,
+            mode,
+            makedev(d.major() as u64, d.minor() as u64),
+        )
+        .ctx(|| format!("creating {}", path.display()))?;
+        // mknod applies the umask; the spec's mode is what the device must have.
+        fs::set_permissions(path, fs::Permissions::from_mode(mode.bits()))
+            .ctx(|| format!("chmod {}", path.display()))?;
+        chown(path, d.uid().map(Uid::from_raw), d.gid().map(Gid::from_raw))
+            .ctx(|| format!("chown {}", path.display()))?;
+    }
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+        ("/dev/ptmx", "pts/ptmx"),
+        ("/dev/core", "/proc/kcore"),
+    ] {
+        match std::os::unix::fs::symlink(target, link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StartError::setup(format!("creating {link}"), e)),
+        }
+    }
+    Ok(())
+}
+
+fn mask_path(path: &Path) -> Result<(), StartError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(_) => return Ok(()),
+    };
+    let result = if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    result.ctx(|| format!("masking {}", path.display()))
+}
+
+fn readonly_path(path: &Path) -> Result<(), StartError> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("making {} read-only", path.display()))?;
+    sys::mount_setattr(path, true, sys::MOUNT_ATTR_RDONLY)
+        .ctx(|| format!("making {} read-only", path.display()))
+}
+
+fn capability_set(set: Option<&HashSet<oci_spec::runtime::Capability>>) -> caps::CapsHashSet {
+    set.into_iter()
+        .flatten()
+        .filter_map(|c| format!("CAP_{c}").parse::<caps::Capability>().ok())
+        .collect()
+}
+
+/// Applies the process's rlimits, identity, capabilities and no_new_privs, changes to
+/// its cwd and executes it. Shared by the container's first process and `exec`.
+/// With `create_cwd`, a missing working directory is created first (as Docker does
+/// for `-w` and WORKDIR).
+pub fn exec_process(
+    process: &Process,
+    create_cwd: bool,
+) -> Result<std::convert::Infallible, StartError> {
+    for r in process.rlimits().iter().flatten() {
+        setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()).ctx(|| {
+            format!(
+                "setting {:?} to {}:{} (the hard limit may exceed what this host allows)",
+                r.typ(),
+                r.soft(),
+                r.hard()
+            )
+        })?;
+    }
+    let cwd = process.cwd();
+    if create_cwd && fs::symlink_metadata(cwd).is_err() {
+        mkdir_all(cwd)?;
+    }
+
+    let caps = process.capabilities().as_ref();
+    let bounding = capability_set(caps.and_then(|c| c.bounding().as_ref()));
+    for cap in caps::runtime::thread_all_supported() {
+        if !bounding.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap)
+                .ctx(|| format!("dropping {cap} from the bounding set"))?;
+        }
+    }
+    let user = process.user();
+    nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).ctx(|| "setting supplementary groups".into())?;
+    let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
+    setresgid(gid, gid, gid).ctx(|| format!("switching to gid {gid}"))?;
+    setresuid(uid, uid, uid).ctx(|| format!("switching to uid {uid}"))?;
+    caps::set(
+        None,
+        caps::CapSet::Effective,
+        &capability_set(caps.and_then(|c| c.effective().as_ref())),
+    )
+    .ctx(|| "setting effective capabilities".into())?;
+    caps::set(
+        None,
+        caps::CapSet::Permitted,
+        &capability_set(caps.and_then(|c| c.permitted().as_ref())),
+    )
+    .ctx(|| "setting permitted capabilities".into())?;
+    caps::set(
+        None,
+        caps::CapSet::Inheritable,
+        &capability_set(caps.and_then(|c| c.inheritable().as_ref())),
+    )
+    .ctx(|| "setting inheritable capabilities".into())?;
+    caps::clear(None, caps::CapSet::Ambient).ctx(|| "clearing ambient capabilities".into())?;
+    for cap in capability_set(caps.and_then(|c| c.ambient().as_ref())) {
+        caps::raise(None, caps::CapSet::Ambient, cap).ctx(|| format!("raising ambient {cap}"))?;
+    }
+    if process.no_new_privileges() == Some(true) {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    chdir(cwd).ctx(|| format!("changing to working directory {}", cwd.display()))?;
+
+    let args = process.args().as_deref().unwrap_or_default();
+    let argv0 = args
+        .first()
+        .ok_or_else(|| StartError::setup("spec", "process.args is empty"))?;
+    let env = process.env().as_deref().unwrap_or_default();
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::DEFAULT_PATH);
+    let program = find_executable(argv0, path_var)?;
+    let cstr = |s: &str| {
+        CString::new(s)
+            .map_err(|_| StartError::setup("argument", format!("{s:?} contains a NUL byte")))
+    };
+    let argv = args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
+    let prog = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| StartError::setup("program", "contains a NUL byte"))?;
+    sys::cloexec_from(3).ctx(|| "close_range".into())?;
+    let err = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
+    Err(exec_error(argv0, err))
+}
+
+fn exec_error(argv0: &str, err: Errno) -> StartError {
+    match err {
+        Errno::ENOENT => StartError {
+            code: EXIT_NOT_FOUND,
+            message: format!("exec: \"{argv0}\": no such file or directory"),
+        },
+        Errno::EACCES | Errno::EPERM => StartError {
+            code: EXIT_CANNOT_EXEC,
+            message: format!("exec: \"{argv0}\": permission denied"),
+        },
+        e => StartError {
+            code: EXIT_CANNOT_EXEC,
+            message: format!("exec: \"{argv0}\": {}", e.desc()),
+        },
+    }
+}
+
+/// `$PATH` lookup as execvp does it, with Docker's error messages.
+fn find_executable(argv0: &str, path_var: &str) -> Result<PathBuf, StartError> {
+    if argv0.contains('/') {
+        return Ok(PathBuf::from(argv0));
+    }
+    let mut denied = None;
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(argv0);
+        let Ok(meta) = fs::metadata(&candidate) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+        denied.get_or_insert(candidate);
+    }
+    match denied {
+        Some(_) => Err(exec_error(argv0, Errno::EACCES)),
+        None => Err(StartError {
+            code: EXIT_NOT_FOUND,
+            message: format!("exec: \"{argv0}\": executable file not found in $PATH"),
+        }),
+    }
+}
+
+fn rlimit_resource(typ: oci_spec::runtime::PosixRlimitType) -> Resource {
+    use oci_spec::runtime::PosixRlimitType as T;
+    match typ {
+        T::RlimitCpu => Resource::RLIMIT_CPU,
+        T::RlimitFsize => Resource::RLIMIT_FSIZE,
+        T::RlimitData => Resource::RLIMIT_DATA,
+        T::RlimitStack => Resource::RLIMIT_STACK,
+        T::RlimitCore => Resource::RLIMIT_CORE,
+        T::RlimitRss => Resource::RLIMIT_RSS,
+        T::RlimitNproc => Resource::RLIMIT_NPROC,
+        T::RlimitNofile => Resource::RLIMIT_NOFILE,
+        T::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        T::RlimitAs => Resource::RLIMIT_AS,
+        T::RlimitLocks => Resource::RLIMIT_LOCKS,
+        T::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        T::RlimitNice => Resource::RLIMIT_NICE,
+        T::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        T::RlimitRttime => Resource::RLIMIT_RTTIME,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_errors_round_trip_through_the_pipe_format() {
+        let e = StartError {
+            code: 127,
+            message: "exec: \"x\": executable file not found in $PATH".into(),
+        };
+        assert_eq!(StartError::decode(&e.encode()), e);
+        assert_eq!(StartError::decode(b"garbage").code, EXIT_SETUP_FAILED);
+    }
+
+    #[test]
+    fn path_lookup_reports_docker_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("tool");
+        fs::write(&exe, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(find_executable("tool", &path).unwrap(), exe);
+        assert_eq!(
+            find_executable("missing", &path).unwrap_err().code,
+            EXIT_NOT_FOUND
+        );
+        assert_eq!(
+            find_executable("./rel/x", &path).unwrap(),
+            PathBuf::from("./rel/x")
+        );
+        fs::write(dir.path().join("data"), "").unwrap();
+        assert_eq!(
+            find_executable("data", &path).unwrap_err().code,
+            EXIT_CANNOT_EXEC
+        );
+    }
+}
