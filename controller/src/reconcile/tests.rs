@@ -478,3 +478,85 @@ fn fixture_names_follow_the_scheme() {
         "{rev}"
     );
 }
+
+#[tokio::test]
+async fn at_steady_state_nothing_is_written() {
+    let rev = revision();
+    let mut app = app(2, &[APP_FINALIZER]);
+    let mut conditions: Vec<berth_crds::app::Condition> =
+        serde_json::from_value(conditions(true, "2 of 2 replicas available")).unwrap();
+    for c in &mut conditions {
+        c.last_transition_time = Some("2020-01-01T00:00:00Z".into());
+    }
+    app.status = Some(berth_crds::AppStatus {
+        observed_generation: Some(2),
+        replicas: 2,
+        ready_replicas: 2,
+        updated_replicas: 2,
+        available_replicas: 2,
+        current_revision: Some(rev.clone()),
+        conditions,
+    });
+    let result = reconcile_against(
+        app,
+        vec![cached_replica(0, "a"), cached_replica(1, "b")],
+        &[("a", true), ("b", true)],
+        vec![
+            get_revision_exists(),
+            Exchange::get(&format!("{REVISIONS}?&{SELECTOR}")).reply(
+                200,
+                list(
+                    "berth.dev/v1alpha1",
+                    "AppRevisionList",
+                    vec![echo(revision_json(&rev, 3))],
+                ),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn a_new_template_replaces_the_old_revisions_replicas() {
+    let since = Timestamp::now();
+    let rev = revision();
+    let mut old = cached_replica(0, "a");
+    old.metadata.name = Some("hello-0000000000-0".into());
+    old.spec.revision = "hello-0000000000".into();
+    let result = reconcile_against(
+        app(1, &[APP_FINALIZER]),
+        vec![old],
+        &[("a", true), ("b", true)],
+        vec![
+            get_revision_exists(),
+            // The new one goes where this App has none; then the old one goes.
+            Exchange::post(&format!("{REPLICAS}?"), replica_json(0, "b"))
+                .reply(201, echo(replica_json(0, "b"))),
+            Exchange::delete(&format!("{REPLICAS}/hello-0000000000-0?"), json!({}))
+                .reply(200, deleted()),
+            Exchange::get(&format!("{REVISIONS}?&{SELECTOR}")).reply(
+                200,
+                list(
+                    "berth.dev/v1alpha1",
+                    "AppRevisionList",
+                    vec![echo(revision_json(&rev, 3))],
+                ),
+            ),
+            status_patch(
+                since,
+                json!({"status": {
+                    "observedGeneration": 2,
+                    "replicas": 1,
+                    "readyReplicas": 1,
+                    "updatedReplicas": 0,
+                    "availableReplicas": 1,
+                    "currentRevision": rev,
+                    "conditions": conditions(true, "1 of 1 replicas available"),
+                }}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+}
