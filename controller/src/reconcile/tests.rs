@@ -560,3 +560,49 @@ async fn a_new_template_replaces_the_old_revisions_replicas() {
     .await;
     assert_eq!(result.unwrap(), Action::requeue(RESYNC));
 }
+
+#[tokio::test]
+async fn a_replica_on_a_lost_host_is_abandoned_and_made_again_in_a_new_slot() {
+    let since = Timestamp::now();
+    let rev = revision();
+    let result = reconcile_against(
+        app(1, &[APP_FINALIZER]),
+        vec![cached_replica(0, "gone")],
+        &[("a", true), ("gone", false)],
+        vec![
+            get_revision_exists(),
+            // Slot 0's name is still taken until the abandoned Replica is gone.
+            Exchange::post(&format!("{REPLICAS}?"), replica_json(1, "a"))
+                .reply(201, echo(replica_json(1, "a"))),
+            Exchange::patch(
+                &format!("{REPLICAS}/{rev}-0?"),
+                MERGE_PATCH,
+                json!({"metadata": {"finalizers": null}}),
+            )
+            .reply(200, echo(replica_json(0, "gone"))),
+            Exchange::delete(&format!("{REPLICAS}/{rev}-0?"), json!({})).reply(200, deleted()),
+            Exchange::get(&format!("{REVISIONS}?&{SELECTOR}")).reply(
+                200,
+                list(
+                    "berth.dev/v1alpha1",
+                    "AppRevisionList",
+                    vec![echo(revision_json(&rev, 3))],
+                ),
+            ),
+            status_patch(
+                since,
+                json!({"status": {
+                    "observedGeneration": 2,
+                    "replicas": 1,
+                    "readyReplicas": 1,
+                    "updatedReplicas": 1,
+                    "availableReplicas": 1,
+                    "currentRevision": rev,
+                    "conditions": conditions(true, "1 of 1 replicas available"),
+                }}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+}
