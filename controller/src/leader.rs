@@ -142,3 +142,159 @@ impl Elector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock_api::{Exchange, JSON, client, finish, scenario, within};
+    use http::Method;
+    use serde_json::Value;
+
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/berth-system/leases";
+
+    /// One `try_acquire` by "me" against the script.
+    async fn attempt(script: Vec<Exchange>) -> Result<Outcome, kube::Error> {
+        let (client, handle) = client();
+        let driver = scenario(handle, script);
+        let elector = Elector::new(
+            client,
+            "berth-system",
+            "berth-controller",
+            "me",
+            Duration::from_secs(15),
+        );
+        let outcome = within(elector.try_acquire()).await;
+        drop(elector);
+        finish(driver).await;
+        outcome
+    }
+
+    /// The lease as the API server holds it: `holder`'s, renewed `ago` seconds ago.
+    fn held(holder: &str, ago: u64) -> Value {
+        let renewed = Timestamp::now()
+            .checked_sub(Duration::from_secs(ago))
+            .unwrap();
+        let acquired = renewed.checked_sub(Duration::from_secs(600)).unwrap();
+        serde_json::to_value(Lease {
+            metadata: ObjectMeta {
+                name: Some("berth-controller".into()),
+                namespace: Some("berth-system".into()),
+                resource_version: Some("42".into()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                lease_duration_seconds: Some(15),
+                acquire_time: Some(MicroTime(acquired)),
+                renew_time: Some(MicroTime(renewed)),
+                lease_transitions: Some(2),
+                ..Default::default()
+            }),
+        })
+        .unwrap()
+    }
+
+    fn get_lease() -> Exchange {
+        Exchange::get(&format!("{LEASES}/berth-controller"))
+    }
+
+    /// Checks a written lease: ours, renewed just now, with these transitions; and with
+    /// the resourceVersion it was read at, if any.
+    fn written(body: &Value, transitions: i64, resource_version: Option<&str>) {
+        assert_eq!(body["metadata"]["name"], "berth-controller");
+        assert_eq!(
+            body["metadata"]["resourceVersion"].as_str(),
+            resource_version
+        );
+        let spec = &body["spec"];
+        assert_eq!(spec["holderIdentity"], "me");
+        assert_eq!(spec["leaseDurationSeconds"], 15);
+        assert_eq!(spec["leaseTransitions"], transitions);
+        let renewed: Timestamp = spec["renewTime"].as_str().unwrap().parse().unwrap();
+        let age = Timestamp::now().duration_since(renewed);
+        assert!(age.as_secs() < 5 && !age.is_negative(), "renewed {renewed}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_lease_is_created_and_won() {
+        let outcome = attempt(vec![
+            get_lease().fail(404, "NotFound"),
+            Exchange::checked(Method::POST, &format!("{LEASES}?"), JSON, |body| {
+                written(&body, 0, None);
+                assert_eq!(body["spec"]["acquireTime"], body["spec"]["renewTime"]);
+            })
+            .reply(201, held("me", 0)),
+        ])
+        .await;
+        assert_eq!(outcome.unwrap(), Outcome::Leading);
+    }
+
+    #[tokio::test]
+    async fn losing_the_race_to_create_follows() {
+        let outcome = attempt(vec![
+            get_lease().fail(404, "NotFound"),
+            Exchange::checked(Method::POST, &format!("{LEASES}?"), JSON, |body| {
+                written(&body, 0, None)
+            })
+            .fail(409, "AlreadyExists"),
+        ])
+        .await;
+        assert_eq!(outcome.unwrap(), Outcome::Following(String::new()));
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_another_is_left_alone() {
+        let outcome = attempt(vec![get_lease().reply(200, held("other", 3))]).await;
+        assert_eq!(outcome.unwrap(), Outcome::Following("other".into()));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_only_at_the_version_read() {
+        // The write carries resourceVersion 42: a concurrent writer made it 409.
+        let outcome = attempt(vec![
+            get_lease().reply(200, held("other", 60)),
+            Exchange::checked(
+                Method::PUT,
+                &format!("{LEASES}/berth-controller?"),
+                JSON,
+                |body| {
+                    written(&body, 3, Some("42"));
+                    assert_eq!(body["spec"]["acquireTime"], body["spec"]["renewTime"]);
+                },
+            )
+            .fail(409, "Conflict"),
+        ])
+        .await;
+        assert_eq!(outcome.unwrap(), Outcome::Following("other".into()));
+    }
+
+    #[tokio::test]
+    async fn our_own_lease_is_renewed_keeping_its_acquire_time() {
+        let lease = held("me", 5);
+        let acquired = lease["spec"]["acquireTime"].clone();
+        let outcome = attempt(vec![
+            get_lease().reply(200, lease.clone()),
+            Exchange::checked(
+                Method::PUT,
+                &format!("{LEASES}/berth-controller?"),
+                JSON,
+                move |body| {
+                    written(&body, 2, Some("42"));
+                    assert_eq!(body["spec"]["acquireTime"], acquired);
+                },
+            )
+            .reply(200, lease),
+        ])
+        .await;
+        assert_eq!(outcome.unwrap(), Outcome::Leading);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_returned() {
+        let outcome = attempt(vec![get_lease().fail(403, "Forbidden")]).await;
+        assert!(
+            matches!(&outcome, Err(kube::Error::Api(s)) if s.code == 403),
+            "{outcome:?}"
+        );
+    }
+}

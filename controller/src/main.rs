@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use berth_controller::leader::Elector;
+use berth_controller::readiness;
 use berth_controller::reconcile::{self, Context};
 use berth_crds::{App, BerthNode, Replica, SYSTEM_NAMESPACE};
 use clap::Parser;
@@ -108,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     ] {
         ready.with_context(|| format!("waiting for the {what} cache"))?;
     }
-    let nodes = reconcile::watch_nodes(ctx.clone());
+    let nodes = readiness::watch_nodes(ctx.clone());
     let controller = Controller::new(Api::<App>::all(client.clone()), watcher::Config::default())
         .owns(
             Api::<Replica>::all(client.clone()),
