@@ -106,11 +106,21 @@ pub fn stop(paths: &Paths, c: &Container, timeout: Duration) -> Result<(), Error
 }
 
 /// The monitor is gone, so nobody could collect the exit status: record what is known
-/// and release the cgroup.
+/// and release the cgroup. Callers judged the monitor dead from a state read earlier: a
+/// monitor that recorded the exit and ended in between must not have its record
+/// overwritten, so the state is read again (the monitor being dead, it no longer
+/// changes).
 fn record_orphan_exit(paths: &Paths, c: &Container) -> Result<(), Error> {
+    let mut c = c.clone();
+    match c.reload_state() {
+        Err(container::Error::NotFound(_)) => return Ok(()),
+        r => r?,
+    }
+    if !matches!(c.state.status, Status::Running | Status::Restarting) {
+        return Ok(());
+    }
     c.cgroup()?.remove()?;
     crate::endpoint::withdraw(paths, &c.dir)?;
-    let mut c = c.clone();
     c.state.status = Status::Exited;
     c.state.process = None;
     c.state.finished_at = Some(SystemTime::now());
@@ -212,5 +222,61 @@ pub fn wait(paths: &Paths, c: &Container) -> Result<i32, Error> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::{Config, LogOptions, RestartPolicy, State};
+    use berth_runtime::init::Rootfs;
+
+    fn container(paths: &Paths) -> Container {
+        let config = Config {
+            id: "c0ffee".into(),
+            name: "orphan".into(),
+            created: SystemTime::now(),
+            image: "base".into(),
+            image_id: "sha256:0".into(),
+            rootfs: Rootfs {
+                layers_dir: "/nonexistent".into(),
+                layers: vec![],
+                upper: "/nonexistent".into(),
+                work: "/nonexistent".into(),
+                merged: "/nonexistent".into(),
+            },
+            spec: Default::default(),
+            restart: RestartPolicy::No,
+            auto_remove: false,
+            stop_signal: "SIGTERM".into(),
+            stop_timeout: 10,
+            log: LogOptions::default(),
+            network: berth_net::NetworkMode::None,
+            mounts: vec![],
+            interactive: false,
+            labels: Default::default(),
+        };
+        container::create(paths, &config).unwrap()
+    }
+
+    #[test]
+    fn an_exit_the_monitor_recorded_meanwhile_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::at(dir.path().join("root"), dir.path().join("run"));
+        let mut stale = container(&paths);
+        stale.state.status = Status::Running;
+        // The monitor records the exit after the caller read the state, then ends.
+        let recorded = State {
+            status: Status::Exited,
+            exit_code: Some(0),
+            ..State::default()
+        };
+        container::save_state(&stale.dir, "c0ffee", &recorded).unwrap();
+
+        record_orphan_exit(&paths, &stale).unwrap();
+        let now = container::load(&paths, "c0ffee").unwrap();
+        assert_eq!(now.state.status, Status::Exited);
+        assert_eq!(now.state.exit_code, Some(0), "the monitor's record stands");
+        assert_eq!(now.state.error, None);
     }
 }
