@@ -9,20 +9,17 @@
 //! store lock, so a concurrent `rmi` never collects a layer between the two.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, Metadata};
-use std::io;
+use std::fs::{self, Metadata};
 use std::path::Path;
 
 use flate2::write::GzEncoder;
-use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::blob::{Hashing, sha256_hex};
 use crate::pack::pack;
-use crate::store::{ImageStore, ImageUse, Staging, descriptor};
+use crate::store::{ImageStore, ImageUse, Staging, descriptor, move_into_place, sync_filesystem};
 use berth_sys::fs as fsutil;
 
 /// One layer of an image being built: its blob and its diff id.
@@ -93,9 +90,7 @@ impl ImageStore {
     ) -> Result<(), Error> {
         if let Some((_, upper)) = &layer {
             // After a crash, a layer directory in place is a complete one.
-            File::open(upper)
-                .and_then(|dir| nix::unistd::syncfs(&dir).map_err(io::Error::from))
-                .map_err(Error::io("syncing", *upper))?;
+            sync_filesystem(upper)?;
         }
         let _lock = self.lock()?;
         if let Some((staged, upper)) = layer {
@@ -103,19 +98,9 @@ impl ImageStore {
             let hex = sha256_hex(&staged.layer.diff_id)
                 .ok_or_else(|| Error::Internal(format!("bad diff id {}", staged.layer.diff_id)))?;
             let dir = self.paths().layers().join(hex);
-            match renameat2(
-                AT_FDCWD,
-                upper,
-                AT_FDCWD,
-                &dir,
-                RenameFlags::RENAME_NOREPLACE,
-            ) {
-                Ok(()) => {}
-                // The same content is there already (a no-cache rebuild).
-                Err(Errno::EEXIST) => {
-                    fs::remove_dir_all(upper).map_err(Error::io("removing", upper))?;
-                }
-                Err(e) => return Err(Error::io("moving into place", dir)(e.into())),
+            // Not moved when the same content is there already (a no-cache rebuild).
+            if !move_into_place(upper, &dir)? {
+                fs::remove_dir_all(upper).map_err(Error::io("removing", upper))?;
             }
         }
         let json = serde_json::to_vec(state)

@@ -99,3 +99,27 @@ fn check_tar(tar: impl Read, what: &str) -> Result<(), Error> {
 fn spec_bug(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("building an image config: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{store, tarball};
+    use std::fs;
+
+    #[test]
+    fn import_refuses_what_is_not_a_rootfs_tarball() {
+        let (_dir, store) = store();
+        let err = |data: &[u8]| store.import(data, "in.tar", None).unwrap_err().to_string();
+        assert!(err(b"").contains("in.tar: the tar archive is empty"));
+        assert!(err(&[b'x'; 1024]).contains("not a valid tar archive"));
+        let mut evil = tarball(&[("a", b"")]);
+        evil[..1].copy_from_slice(b"/");
+        let header = tar::Header::from_byte_slice(&evil[..512]).clone();
+        let mut fixed = header;
+        fixed.set_cksum();
+        evil[..512].copy_from_slice(fixed.as_bytes());
+        assert!(err(&evil).contains("is an absolute path"), "{}", err(&evil));
+        assert!(err(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0]).contains("zstd"));
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(store.paths().tmp()).unwrap().count(), 0);
+    }
+}

@@ -21,7 +21,12 @@ pub use store::{Dirs, Error, Image, ImageStore, ImageUse, Removal};
 /// Helpers the image module's unit tests share.
 #[cfg(test)]
 mod testing {
-    use super::ImageStore;
+    use std::fs;
+
+    use oci_spec::image::MediaType;
+
+    use super::{Image, ImageStore, Reference};
+    use crate::store::descriptor;
 
     /// An empty store in a temporary directory (keep the directory alive).
     pub fn store() -> (tempfile::TempDir, ImageStore) {
@@ -43,5 +48,44 @@ mod testing {
             tar.append_data(&mut header, path, *data).unwrap();
         }
         tar.into_inner().unwrap()
+    }
+
+    /// Imports a one-layer image whose `etc/hostname` holds `content`.
+    pub fn import(store: &ImageStore, content: &str, name: Option<&str>) -> Image {
+        let reference = name.map(|n| Reference::parse(n).unwrap());
+        let tar = tarball(&[("etc/hostname", content.as_bytes())]);
+        store.import(&tar[..], "test", reference.as_ref()).unwrap()
+    }
+
+    pub fn blob_count(store: &ImageStore) -> usize {
+        fs::read_dir(store.blobs_dir()).unwrap().count()
+    }
+
+    /// The familiar names of the image `id`.
+    pub fn names(store: &ImageStore, id: &str) -> Vec<String> {
+        let image = store.resolve(id).unwrap();
+        image.references().iter().map(Reference::familiar).collect()
+    }
+
+    /// An image with the id `sha256:<hex>`, not in any store.
+    pub fn fake_image(hex: &str) -> Image {
+        let digest = format!("sha256:{hex}");
+        let config = descriptor(MediaType::ImageConfig, &digest, 2).unwrap();
+        Image {
+            id: digest.clone(),
+            manifest_digest: digest,
+            names: Vec::new(),
+            config: serde_json::from_str(
+                r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+            )
+            .unwrap(),
+            manifest: oci_spec::image::ImageManifestBuilder::default()
+                .schema_version(2u32)
+                .config(config)
+                .layers(Vec::new())
+                .build()
+                .unwrap(),
+            size: 0,
+        }
     }
 }

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 use crate::Error;
-use crate::layer::{OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
-
-const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+use crate::layer::{
+    OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, PAX_XATTR_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
+};
 
 /// Writes the tree under `root` (not `root` itself) as a layer tar to `out`. `skip` leaves
 /// out an entry (and, for a directory, everything below it) given its relative path.

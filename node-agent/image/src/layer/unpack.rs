@@ -1,13 +1,8 @@
-//! Unpacking one layer (a tar stream of a filesystem diff) into a directory that overlayfs
-//! can stack as a lowerdir.
-//!
-//! The tar crate parses the stream (headers, PAX records, GNU long names, sparse files);
-//! the files are created here, because a layer needs what its unpacker does not do: device
-//! nodes and fifos, metadata on directories and symlinks, exact mtimes applied after a
-//! directory's children, and the conversion of OCI whiteouts to overlayfs ones:
-//!
-//! - `DIR/.wh.NAME` (NAME deleted) becomes a character device 0:0 `DIR/NAME`;
-//! - `DIR/.wh..wh..opq` (DIR's lower content hidden) sets `trusted.overlay.opaque=y` on DIR.
+//! Unpacking one layer into a directory. The tar crate parses the stream (headers, PAX
+//! records, GNU long names, sparse files); the files are created here, because a layer
+//! needs what its unpacker does not do: device nodes and fifos, metadata on directories and
+//! symlinks, exact mtimes applied after a directory's children, and the conversion of OCI
+//! whiteouts to overlayfs ones.
 //!
 //! Entries may not leave the directory: absolute paths, `..` components and paths through a
 //! symlink are refused. Symlink targets are never followed while unpacking. `trusted.overlay.*`
@@ -17,22 +12,19 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{PermissionsExt, lchown, symlink};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
+use super::{
+    OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, PAX_XATTR_PREFIX, WHITEOUT_META_PREFIX,
+    WHITEOUT_OPAQUE, WHITEOUT_PREFIX, relative_path,
+};
 use crate::Error;
 use crate::blob::{self, CopyError};
-
-pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
-const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
-pub(crate) const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-pub(crate) const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
-const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
 
 /// Unpacks the tar stream `reader` into the existing, empty directory `root`. `layer`
 /// names the layer in errors. Reads up to the end-of-archive marker; the caller drains
@@ -371,96 +363,9 @@ fn is_in_aufs_metadata(rel: &Path) -> bool {
     })
 }
 
-/// Reads a file of an image's root filesystem from its unpacked layers (lowest first),
-/// looking from the topmost down and honouring whiteouts and opaque directories. `None`
-/// when absent.
-pub fn read_file(layers: &[PathBuf], rel: &str) -> Option<String> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let rel = Path::new(rel.trim_start_matches('/'));
-    for layer in layers.iter().rev() {
-        // A whiteout of the file or of any directory above it hides everything below.
-        let mut p = layer.clone();
-        for part in rel.iter() {
-            p.push(part);
-            if fs::symlink_metadata(&p)
-                .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
-            {
-                return None;
-            }
-        }
-        if let Ok(content) = fs::read_to_string(layer.join(rel)) {
-            return Some(content);
-        }
-        let opaque = rel.parent().and_then(|d| {
-            xattr::get(layer.join(d), OVERLAY_OPAQUE_XATTR)
-                .ok()
-                .flatten()
-        });
-        if opaque.as_deref() == Some(b"y") {
-            return None;
-        }
-    }
-    None
-}
-
-/// `layers` (lowest first) with each directory kept only at its topmost place:
-/// overlayfs refuses a lower directory given twice, and a lower copy of a layer adds
-/// nothing its upper copy does not hide.
-pub fn without_repeats(layers: &[PathBuf]) -> Vec<PathBuf> {
-    let mut seen = std::collections::HashSet::new();
-    let mut kept: Vec<PathBuf> = layers
-        .iter()
-        .rev()
-        .filter(|l| seen.insert(*l))
-        .cloned()
-        .collect();
-    kept.reverse();
-    kept
-}
-
-/// A path from an archive, made relative and checked not to climb out.
-pub(crate) fn relative_path(raw: &Path) -> Result<PathBuf, &'static str> {
-    let mut rel = PathBuf::new();
-    for component in raw.components() {
-        match component {
-            Component::Normal(c) => rel.push(c),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("contains \"..\""),
-            Component::RootDir | Component::Prefix(_) => return Err("is an absolute path"),
-        }
-    }
-    Ok(rel)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::stat::{Mode, SFlag, mknod};
-
-    #[test]
-    fn image_files_come_from_the_topmost_layer_and_respect_whiteouts() {
-        let dir = tempfile::tempdir().unwrap();
-        let l1 = dir.path().join("l1");
-        let l2 = dir.path().join("l2");
-        fs::create_dir_all(l1.join("etc")).unwrap();
-        fs::create_dir_all(l2.join("etc")).unwrap();
-        fs::write(l1.join("etc/passwd"), "old").unwrap();
-        fs::write(l1.join("etc/group"), "g").unwrap();
-        fs::write(l2.join("etc/passwd"), "new").unwrap();
-        let layers = vec![l1.clone(), l2.clone()];
-        assert_eq!(read_file(&layers, "etc/passwd").as_deref(), Some("new"));
-        assert_eq!(read_file(&layers, "/etc/group").as_deref(), Some("g"));
-        assert_eq!(read_file(&layers, "etc/shadow"), None);
-        // A whiteout in the top layer hides the lower file.
-        mknod(
-            &l2.join("etc/group"),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o600),
-            0,
-        )
-        .unwrap();
-        assert_eq!(read_file(&layers, "etc/group"), None);
-    }
 
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -781,19 +686,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = unpack(&bytes[..1024], dir.path(), "sha256:test").unwrap_err();
         assert!(err.to_string().contains("invalid tar"), "{err}");
-    }
-
-    #[test]
-    fn relative_paths() {
-        let ok = |raw: &str, want: &str| {
-            assert_eq!(relative_path(Path::new(raw)).unwrap(), Path::new(want))
-        };
-        ok("./a/b", "a/b");
-        ok("a//b/", "a/b");
-        ok("./", "");
-        ok("a/./b", "a/b");
-        assert!(relative_path(Path::new("a/../b")).is_err());
-        assert!(relative_path(Path::new("/a")).is_err());
     }
 
     #[test]
