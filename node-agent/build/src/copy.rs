@@ -598,6 +598,34 @@ mod tests {
     }
 
     #[test]
+    fn missing_sources_say_where_they_were_looked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = [Entry {
+            path: "a.txt".into(),
+            kind: FileKind::File,
+        }];
+        let context = Origin::Context {
+            dir: dir.path(),
+            entries: &entries,
+        };
+        let err = context.resolve("secret.key").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"secret.key\" not found in the build context (or excluded by .dockerignore)"
+        );
+        assert!(matches!(
+            context.resolve("*.key"),
+            Err(Error::NoMatch { arg }) if arg == "*.key"
+        ));
+        let rootfs = Origin::Rootfs(dir.path());
+        assert_eq!(
+            rootfs.resolve("nope").unwrap_err().to_string(),
+            "\"nope\" not found"
+        );
+        assert!(matches!(plain_name("../x"), Err(Error::NotPlainName { name }) if name == "../x"));
+    }
+
+    #[test]
     fn chmod_is_octal() {
         assert_eq!(parse_mode("755").unwrap(), 0o755);
         assert!(matches!(parse_mode("u+x"), Err(Error::BadMode { text }) if text == "u+x"));

@@ -332,6 +332,24 @@ mod tests {
     }
 
     #[test]
+    fn step_errors_name_the_file_line_and_instruction() {
+        let e = Error::Step {
+            file: "Dockerfile".into(),
+            line: 2,
+            step: "ADD https://example.com/repo.git#v1 /src".into(),
+            source: Box::new(StepError::Git {
+                url: "https://example.com/repo.git#v1".into(),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Dockerfile:2: ADD https://example.com/repo.git#v1 /src: \
+             https://example.com/repo.git#v1: ADD of a git repository is not supported yet; \
+             clone it into the context and COPY it"
+        );
+    }
+
+    #[test]
     fn chown_takes_numbers_or_the_roots_own_names() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
