@@ -15,9 +15,70 @@ use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use sha2::{Digest, Sha256};
 
-use crate::Error;
 use crate::context::{self, Entry, FileKind, Glob};
 use berth_image::blob;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("\"{arg}\" not found in the build context (or excluded by .dockerignore)")]
+    NotInContext { arg: String },
+    #[error("\"{arg}\" not found")]
+    NotFound { arg: String },
+    #[error("no source files were specified (\"{arg}\" matches nothing)")]
+    NoMatch { arg: String },
+    #[error(transparent)]
+    Context(#[from] context::Error),
+    #[error("too many levels of symbolic links in \"{rel}\"")]
+    SymlinkLoop { rel: String },
+    #[error(
+        "when copying several sources, the destination must be a directory ending in /: \"{dest}\""
+    )]
+    SeveralSources { dest: String },
+    #[error("invalid --chmod \"{text}\": give an octal mode such as 755")]
+    BadMode { text: String },
+    #[error("\"{name}\" cannot name a file: it must be one path component")]
+    NotPlainName { name: String },
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("copying {} to {}: {source}", from.display(), to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    // tar's errors say which entry; their source says what went wrong with it.
+    #[error("extracting {}: {source}{}", archive.display(), cause(source))]
+    Extract {
+        archive: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Archive(#[from] berth_image::Error),
+}
+
+impl Error {
+    fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+fn cause(e: &io::Error) -> String {
+    std::error::Error::source(e)
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default()
+}
 
 /// Where a COPY's sources are.
 pub enum Origin<'a> {
@@ -43,10 +104,10 @@ pub struct Source {
 
 impl Origin<'_> {
     /// The sources one COPY argument names: a path, or a pattern with `*`, `?`, `[...]`.
-    pub fn resolve(&self, arg: &str) -> Result<Vec<Source>, String> {
+    pub fn resolve(&self, arg: &str) -> Result<Vec<Source>, Error> {
         let rel = clean(arg);
         if context::has_glob(&rel) {
-            let glob = Glob::new(&rel).map_err(|e| e.to_string())?;
+            let glob = Glob::new(&rel)?;
             let mut found = Vec::new();
             for entry in self.list(&glob_base(&rel))? {
                 let path = entry.path.to_string_lossy();
@@ -55,17 +116,13 @@ impl Origin<'_> {
                 }
             }
             if found.is_empty() {
-                return Err(format!(
-                    "no source files were specified (\"{arg}\" matches nothing)"
-                ));
+                return Err(Error::NoMatch { arg: arg.into() });
             }
             return Ok(found);
         }
         let kind = self.kind_of(&rel).ok_or_else(|| match self {
-            Origin::Context { .. } => {
-                format!("\"{arg}\" not found in the build context (or excluded by .dockerignore)")
-            }
-            Origin::Rootfs(_) => format!("\"{arg}\" not found"),
+            Origin::Context { .. } => Error::NotInContext { arg: arg.into() },
+            Origin::Rootfs(_) => Error::NotFound { arg: arg.into() },
         })?;
         Ok(vec![self.source(&rel, kind)?])
     }
@@ -94,7 +151,7 @@ impl Origin<'_> {
     }
 
     /// Everything below `rel` (relative to the root), parents first.
-    fn list(&self, rel: &str) -> Result<Vec<Entry>, String> {
+    fn list(&self, rel: &str) -> Result<Vec<Entry>, Error> {
         match self {
             Origin::Context { entries, .. } => {
                 let prefix = Path::new(rel);
@@ -105,12 +162,11 @@ impl Origin<'_> {
                     .collect())
             }
             Origin::Rootfs(root) => {
-                let base = within(root, rel, true).map_err(|e| e.to_string())?;
+                let base = within(root, rel, true)?;
                 if !base.is_dir() {
                     return Ok(Vec::new());
                 }
-                let listing =
-                    context::walk(&base, &context::Ignore::default()).map_err(|e| e.to_string())?;
+                let listing = context::walk(&base, &context::Ignore::default())?;
                 Ok(listing
                     .into_iter()
                     .map(|e| Entry {
@@ -122,14 +178,14 @@ impl Origin<'_> {
         }
     }
 
-    fn source(&self, rel: &str, kind: FileKind) -> Result<Source, String> {
+    fn source(&self, rel: &str, kind: FileKind) -> Result<Source, Error> {
         // The source itself may be a symlink, which is followed (within the root).
         let follow = kind == FileKind::Symlink;
-        let path = within(self.root(), rel, follow).map_err(|e| e.to_string())?;
+        let path = within(self.root(), rel, follow)?;
         let kind = if follow {
             fs::metadata(&path)
                 .map(|m| self::kind(&m))
-                .map_err(|e| format!("\"{rel}\": {e}"))?
+                .map_err(Error::io("reading the target of", &path))?
         } else {
             kind
         };
@@ -204,7 +260,7 @@ fn kind(meta: &fs::Metadata) -> FileKind {
 /// `rel` inside `root` with every symlink on the way resolved as if `root` were `/`
 /// (and the last component too when `follow`). Like `chroot` path lookup, without a
 /// chroot: nothing resolves outside `root`.
-pub fn within(root: &Path, rel: &str, follow: bool) -> io::Result<PathBuf> {
+pub fn within(root: &Path, rel: &str, follow: bool) -> Result<PathBuf, Error> {
     let mut resolved = PathBuf::new();
     let mut pending: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
     let mut links = 0;
@@ -223,11 +279,10 @@ pub fn within(root: &Path, rel: &str, follow: bool) -> io::Result<PathBuf> {
             Ok(m) if m.file_type().is_symlink() && (follow || !last) => {
                 links += 1;
                 if links > 255 {
-                    return Err(io::Error::other(format!(
-                        "too many levels of symbolic links in \"{rel}\""
-                    )));
+                    return Err(Error::SymlinkLoop { rel: rel.into() });
                 }
-                let target = fs::read_link(root.join(&candidate))?;
+                let link = root.join(&candidate);
+                let target = fs::read_link(&link).map_err(Error::io("reading", &link))?;
                 let target = target.to_string_lossy().into_owned();
                 if target.starts_with('/') {
                     resolved = PathBuf::new();
@@ -259,18 +314,16 @@ pub fn digest(sources: &[Source]) -> Result<String, Error> {
 }
 
 fn entry_digest(hash: &mut Sha256, path: &Path) -> Result<(), Error> {
-    let meta = fs::symlink_metadata(path).map_err(|e| Error::io("reading", path, e))?;
+    let meta = fs::symlink_metadata(path).map_err(Error::io("reading", path))?;
     hash.update(format!("{:o}\0", meta.mode()));
     if meta.file_type().is_symlink() {
-        let target = fs::read_link(path).map_err(|e| Error::io("reading", path, e))?;
+        let target = fs::read_link(path).map_err(Error::io("reading", path))?;
         hash.update(target.as_os_str().as_encoded_bytes());
     } else if meta.is_file() {
-        let mut file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
+        let mut file = File::open(path).map_err(Error::io("reading", path))?;
         let mut buf = vec![0; 64 * 1024];
         loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| Error::io("reading", path, e))?;
+            let n = file.read(&mut buf).map_err(Error::io("reading", path))?;
             if n == 0 {
                 break;
             }
@@ -300,20 +353,18 @@ impl Attributes {
 }
 
 /// `--chmod=755`: octal only, as Docker takes it.
-pub fn parse_mode(text: &str) -> Result<u32, String> {
+pub fn parse_mode(text: &str) -> Result<u32, Error> {
     u32::from_str_radix(text, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid --chmod \"{text}\": give an octal mode such as 755"))
+        .ok_or_else(|| Error::BadMode { text: text.into() })
 }
 
 /// Checks a name a file gets from the Dockerfile or a URL (a heredoc's, a download's):
 /// one path component, so it cannot point anywhere else.
-pub fn plain_name(name: &str) -> Result<&str, String> {
+pub fn plain_name(name: &str) -> Result<&str, Error> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(format!(
-            "\"{name}\" cannot name a file: it must be one path component"
-        ));
+        return Err(Error::NotPlainName { name: name.into() });
     }
     Ok(name)
 }
@@ -323,14 +374,12 @@ pub fn plain_name(name: &str) -> Result<&str, String> {
 /// directory to copy into; a directory source has its contents copied. Every path is
 /// resolved inside `root`: a symlink to a directory there (`/bin -> usr/bin`) is
 /// copied into, not replaced.
-pub fn copy(root: &Path, sources: &[Source], dest: &str, attrs: Attributes) -> Result<(), String> {
+pub fn copy(root: &Path, sources: &[Source], dest: &str, attrs: Attributes) -> Result<(), Error> {
     let multiple = sources.len() > 1;
     if multiple && !dest.ends_with('/') {
-        return Err(format!(
-            "when copying several sources, the destination must be a directory ending in /: \"{dest}\""
-        ));
+        return Err(Error::SeveralSources { dest: dest.into() });
     }
-    let resolve = |rel: &str, follow: bool| within(root, rel, follow).map_err(|e| e.to_string());
+    let resolve = |rel: &str, follow: bool| within(root, rel, follow);
     let target = resolve(dest, true)?;
     let dest_is_dir = dest.ends_with('/') || multiple || target.is_dir();
     let dest = dest.trim_end_matches('/');
@@ -368,8 +417,8 @@ pub fn write_inline(
     content: &str,
     dest: &str,
     attrs: Attributes,
-) -> Result<(), String> {
-    let target = within(root, dest, true).map_err(|e| e.to_string())?;
+) -> Result<(), Error> {
+    let target = within(root, dest, true)?;
     let to = if dest.ends_with('/') || target.is_dir() {
         make_dirs(root, &target, attrs.parent_owner())?;
         target.join(plain_name(name)?)
@@ -380,7 +429,7 @@ pub fn write_inline(
         target
     };
     remove_non_dir(&to)?;
-    fs::write(&to, content).map_err(|e| format!("writing {}: {e}", to.display()))?;
+    fs::write(&to, content).map_err(Error::io("writing", &to))?;
     finish(
         &to,
         Some(attrs.parent_owner()),
@@ -390,7 +439,7 @@ pub fn write_inline(
 }
 
 /// Creates `dir` and its missing parents (below `root`), mode 0755, owned by `owner`.
-pub fn make_dirs(root: &Path, dir: &Path, owner: (u32, u32)) -> Result<(), String> {
+pub fn make_dirs(root: &Path, dir: &Path, owner: (u32, u32)) -> Result<(), Error> {
     if dir.is_dir() || dir == root {
         return Ok(());
     }
@@ -398,26 +447,27 @@ pub fn make_dirs(root: &Path, dir: &Path, owner: (u32, u32)) -> Result<(), Strin
         make_dirs(root, parent, owner)?;
     }
     remove_non_dir(dir)?;
-    fs::create_dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    fs::create_dir(dir).map_err(Error::io("creating", dir))?;
     finish(dir, Some(owner), 0o755, None)
 }
 
-fn remove_non_dir(path: &Path) -> Result<(), String> {
+fn remove_non_dir(path: &Path) -> Result<(), Error> {
     match fs::symlink_metadata(path) {
-        Ok(m) if !m.is_dir() => {
-            fs::remove_file(path).map_err(|e| format!("replacing {}: {e}", path.display()))
-        }
+        Ok(m) if !m.is_dir() => fs::remove_file(path).map_err(Error::io("replacing", path)),
         _ => Ok(()),
     }
 }
 
 /// Copies one entry (not what is below a directory) with its mode and mtime, and its
 /// owner unless `attrs` sets one.
-fn copy_entry(from: &Path, to: &Path, attrs: Attributes) -> Result<(), String> {
-    let meta =
-        fs::symlink_metadata(from).map_err(|e| format!("reading {}: {e}", from.display()))?;
+fn copy_entry(from: &Path, to: &Path, attrs: Attributes) -> Result<(), Error> {
+    let meta = fs::symlink_metadata(from).map_err(Error::io("reading", from))?;
     let t = meta.file_type();
-    let failed = |e: io::Error| format!("copying {} to {}: {e}", from.display(), to.display());
+    let failed = |source| Error::Copy {
+        from: from.into(),
+        to: to.into(),
+        source,
+    };
     if t.is_dir() {
         if !fs::symlink_metadata(to).is_ok_and(|m| m.is_dir()) {
             remove_non_dir(to)?;
@@ -450,8 +500,12 @@ fn finish(
     owner: Option<(u32, u32)>,
     mode: u32,
     mtime: Option<TimeSpec>,
-) -> Result<(), String> {
-    let failed = |e: io::Error| format!("setting the attributes of {}: {e}", path.display());
+) -> Result<(), Error> {
+    let failed = |source| Error::Io {
+        action: "setting the attributes of",
+        path: path.into(),
+        source,
+    };
     if let Some((uid, gid)) = owner {
         lchown(path, Some(uid), Some(gid)).map_err(failed)?;
     }
@@ -488,17 +542,13 @@ pub fn is_archive(path: &Path) -> bool {
     &header[257..262] == b"ustar"
 }
 
-fn extract(archive: &Path, into: &Path) -> Result<(), String> {
-    let failed = |e: io::Error| {
-        // tar's errors say which entry; their source says what went wrong with it.
-        let cause = std::error::Error::source(&e)
-            .map(|c| format!(": {c}"))
-            .unwrap_or_default();
-        format!("extracting {}: {e}{cause}", archive.display())
+fn extract(archive: &Path, into: &Path) -> Result<(), Error> {
+    let failed = |source| Error::Extract {
+        archive: archive.into(),
+        source,
     };
     let file = File::open(archive).map_err(failed)?;
-    let reader =
-        blob::decompressed(file, &archive.display().to_string()).map_err(|e| e.to_string())?;
+    let reader = blob::decompressed(file, &archive.display().to_string())?;
     let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(true);
     tar.set_preserve_ownerships(true);
@@ -548,9 +598,37 @@ mod tests {
     }
 
     #[test]
+    fn missing_sources_say_where_they_were_looked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = [Entry {
+            path: "a.txt".into(),
+            kind: FileKind::File,
+        }];
+        let context = Origin::Context {
+            dir: dir.path(),
+            entries: &entries,
+        };
+        let err = context.resolve("secret.key").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"secret.key\" not found in the build context (or excluded by .dockerignore)"
+        );
+        assert!(matches!(
+            context.resolve("*.key"),
+            Err(Error::NoMatch { arg }) if arg == "*.key"
+        ));
+        let rootfs = Origin::Rootfs(dir.path());
+        assert_eq!(
+            rootfs.resolve("nope").unwrap_err().to_string(),
+            "\"nope\" not found"
+        );
+        assert!(matches!(plain_name("../x"), Err(Error::NotPlainName { name }) if name == "../x"));
+    }
+
+    #[test]
     fn chmod_is_octal() {
-        assert_eq!(parse_mode("755"), Ok(0o755));
-        assert!(parse_mode("u+x").is_err());
+        assert_eq!(parse_mode("755").unwrap(), 0o755);
+        assert!(matches!(parse_mode("u+x"), Err(Error::BadMode { text }) if text == "u+x"));
         assert!(parse_mode("99999").is_err());
     }
 }

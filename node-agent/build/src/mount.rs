@@ -14,9 +14,9 @@ use crate::Error;
 /// Moves this process into a mount namespace of its own where no mount propagates to the
 /// host. Call it before any thread starts: a mount namespace is per thread until then.
 pub fn private_namespace() -> Result<(), Error> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Error::Setup {
-        what: "a private mount namespace for the build".into(),
-        reason: e.to_string(),
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|source| Error::Mount {
+        what: "making a private mount namespace for the build".into(),
+        source,
     })?;
     mount(
         None::<&str>,
@@ -25,9 +25,9 @@ pub fn private_namespace() -> Result<(), Error> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| Error::Setup {
+    .map_err(|source| Error::Mount {
         what: "making the build's mounts private".into(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -107,12 +107,12 @@ impl Rootfs {
             Some(options.as_str()),
         );
         let _ = std::env::set_current_dir(cwd);
-        result.map_err(|e| Error::Setup {
+        result.map_err(|source| Error::Mount {
             what: format!(
                 "mounting the root filesystem of a build step ({} layers)",
                 layers.len()
             ),
-            reason: e.to_string(),
+            source,
         })?;
         rootfs.mounted = true;
         Ok(rootfs)
@@ -127,9 +127,9 @@ impl Rootfs {
     /// which is removed on drop unless the caller moved the upper directory out).
     pub fn unmount(&mut self) -> Result<PathBuf, Error> {
         if self.mounted {
-            umount2(&self.root(), MntFlags::empty()).map_err(|e| Error::Setup {
+            umount2(&self.root(), MntFlags::empty()).map_err(|source| Error::Mount {
                 what: "unmounting a build step's root filesystem".into(),
-                reason: e.to_string(),
+                source,
             })?;
             self.mounted = false;
         }

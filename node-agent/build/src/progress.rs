@@ -19,9 +19,15 @@ pub enum Mode {
     Quiet,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("unknown progress mode \"{mode}\"; use auto, plain or tty")]
+pub struct ModeError {
+    pub mode: String,
+}
+
 impl Mode {
     /// `--progress auto|plain|tty`, with `-q` winning.
-    pub fn choose(progress: &str, quiet: bool) -> Result<Mode, String> {
+    pub fn choose(progress: &str, quiet: bool) -> Result<Mode, ModeError> {
         Ok(match (quiet, progress) {
             (true, _) => Mode::Quiet,
             (_, "plain") => Mode::Plain,
@@ -29,9 +35,9 @@ impl Mode {
             (_, "auto") if std::io::stderr().is_terminal() => Mode::Tty,
             (_, "auto") => Mode::Plain,
             (_, other) => {
-                return Err(format!(
-                    "unknown progress mode \"{other}\"; use auto, plain or tty"
-                ));
+                return Err(ModeError {
+                    mode: other.to_string(),
+                });
             }
         })
     }

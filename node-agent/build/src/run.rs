@@ -95,10 +95,10 @@ pub fn run(
             });
             return Ok(Outcome::Failed(e.code));
         }
-        Err(e) => {
-            return Err(Error::Setup {
-                what: format!("running {name}"),
-                reason: e.to_string(),
+        Err(source) => {
+            return Err(Error::StartStep {
+                container: name,
+                source,
             });
         }
     }
@@ -122,9 +122,9 @@ pub fn run(
         }
         match done {
             Ok(code) => {
-                break code.map_err(|e| Error::Setup {
-                    what: format!("waiting for {name}"),
-                    reason: e.to_string(),
+                break code.map_err(|source| Error::WaitStep {
+                    container: name,
+                    source,
                 })?;
             }
             Err(_) if interrupted() => return Err(Error::Interrupted),

@@ -70,7 +70,7 @@ pub struct PruneArgs {
 const EXIT_BUILD_FAILED: i32 = 1;
 
 pub fn build(paths: &Paths, args: BuildArgs) -> Result<i32> {
-    let mode = Mode::choose(&args.progress, args.quiet).map_err(anyhow::Error::msg)?;
+    let mode = Mode::choose(&args.progress, args.quiet)?;
     let context = args
         .context
         .canonicalize()
