@@ -135,11 +135,14 @@ impl Syncer {
             let existing = containers
                 .iter()
                 .find(|c| r.uid().as_deref() == Some(c.replica_uid.as_str()));
-            let span = tracing::info_span!(
-                "sync",
-                replica = %format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any())
-            );
-            if let Err(e) = self.sync_one(r, existing, now).instrument(span).await {
+            let replica = format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any());
+            let span = tracing::info_span!("sync", %replica);
+            let one = One {
+                api: Api::namespaced(self.client.clone(), &r.namespace().unwrap_or_default()),
+                r,
+                replica,
+            };
+            if let Err(e) = self.sync_one(one, existing, now).instrument(span).await {
                 errors.push(e);
             }
         }
@@ -148,15 +151,11 @@ impl Syncer {
 
     async fn sync_one(
         &mut self,
-        r: &Replica,
+        one: One<'_>,
         existing: Option<&Observed>,
         now: Instant,
     ) -> Result<(), Error> {
-        let one = One {
-            api: Api::namespaced(self.client.clone(), &r.namespace().unwrap_or_default()),
-            r,
-            replica: format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
-        };
+        let r = one.r;
         match decide::decide(r, existing, &self.host_ip, &mut self.backoff, now) {
             Action::Release {
                 container,
