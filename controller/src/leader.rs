@@ -146,8 +146,8 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock_api::{Exchange, JSON, client, finish, scenario, within};
-    use http::Method;
+    use berth_kube::mock::Method;
+    use berth_kube::mock::{Exchange, JSON, client, finish, scenario, within};
     use serde_json::Value;
 
     const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/berth-system/leases";

@@ -11,4 +11,4 @@ pub mod readiness;
 pub mod reconcile;
 
 #[cfg(test)]
-mod mock_api;
+mod fixtures;

@@ -11,7 +11,6 @@ use berth_crds::{
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::plan;
@@ -225,51 +224,6 @@ fn replica_failure(replicas: &[&Replica]) -> Option<Condition> {
         )),
         last_transition_time: None,
     })
-}
-
-// The finalizer list is changed by JSON patches (RFC 6902) whose `test` ops make the API
-// server refuse the write (422) if the list is no longer what we read, or the App is
-// another object of the same name: a finalizer another writer added or removed meanwhile
-// is never overwritten; the reconcile fails and runs again on the fresh App. These are
-// the patches kube's `runtime::finalizer` helper sends (plus the uid test), but not the
-// helper itself: it ends the reconcile after adding the finalizer (we go on to create the
-// Replicas in the same pass) and removes the finalizer whenever cleanup returns Ok (our
-// cleanup succeeds while Replicas are still going, and requeues; the helper would need
-// "Replicas remain" to be an error, retried and logged as a failure).
-
-/// The JSON patch adding [`APP_FINALIZER`], or None if the App has it.
-pub fn add_finalizer(app: &App) -> Option<Value> {
-    let current = app.finalizers();
-    if current.iter().any(|f| f == APP_FINALIZER) {
-        return None;
-    }
-    let mut ops = uid_test(app);
-    if current.is_empty() {
-        // A missing list tests equal to null.
-        ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": null}));
-        ops.push(json!({"op": "add", "path": "/metadata/finalizers", "value": [APP_FINALIZER]}));
-    } else {
-        ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
-        ops.push(json!({"op": "add", "path": "/metadata/finalizers/-", "value": APP_FINALIZER}));
-    }
-    Some(Value::Array(ops))
-}
-
-/// The JSON patch removing [`APP_FINALIZER`], or None if the App does not have it.
-pub fn remove_finalizer(app: &App) -> Option<Value> {
-    let index = app.finalizers().iter().position(|f| f == APP_FINALIZER)?;
-    let path = format!("/metadata/finalizers/{index}");
-    let mut ops = uid_test(app);
-    ops.push(json!({"op": "test", "path": path, "value": APP_FINALIZER}));
-    ops.push(json!({"op": "remove", "path": path}));
-    Some(Value::Array(ops))
-}
-
-fn uid_test(app: &App) -> Vec<Value> {
-    app.uid()
-        .map(|uid| json!({"op": "test", "path": "/metadata/uid", "value": uid}))
-        .into_iter()
-        .collect()
 }
 
 /// What an App being deleted does to one of its remaining Replicas.
@@ -506,36 +460,6 @@ mod tests {
             s.conditions[2].message.as_deref(),
             Some("1 of 1 replicas failing; hello-0011223344-0: no such image")
         );
-    }
-
-    #[test]
-    fn finalizer_patches_test_what_they_change() {
-        assert_eq!(
-            add_finalizer(&app(&[])),
-            Some(json!([
-                {"op": "test", "path": "/metadata/uid", "value": "uid-1"},
-                {"op": "test", "path": "/metadata/finalizers", "value": null},
-                {"op": "add", "path": "/metadata/finalizers", "value": [APP_FINALIZER]},
-            ]))
-        );
-        assert_eq!(
-            add_finalizer(&app(&["other"])),
-            Some(json!([
-                {"op": "test", "path": "/metadata/uid", "value": "uid-1"},
-                {"op": "test", "path": "/metadata/finalizers", "value": ["other"]},
-                {"op": "add", "path": "/metadata/finalizers/-", "value": APP_FINALIZER},
-            ]))
-        );
-        assert_eq!(add_finalizer(&app(&[APP_FINALIZER])), None);
-        assert_eq!(
-            remove_finalizer(&app(&["other", APP_FINALIZER])),
-            Some(json!([
-                {"op": "test", "path": "/metadata/uid", "value": "uid-1"},
-                {"op": "test", "path": "/metadata/finalizers/1", "value": APP_FINALIZER},
-                {"op": "remove", "path": "/metadata/finalizers/1"},
-            ]))
-        );
-        assert_eq!(remove_finalizer(&app(&["other"])), None);
     }
 
     #[test]

@@ -65,8 +65,9 @@ pub async fn sync(ctx: &Context, now: Timestamp) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock_api::{Exchange, MERGE_PATCH, client, finish, host, scenario, store, within};
+    use crate::fixtures::host;
     use crate::reconcile::Context;
+    use berth_kube::mock::{Exchange, MERGE_PATCH, client, finish, scenario, store, within};
 
     const NODES: &str = "/apis/berth.dev/v1alpha1/berthnodes";
 

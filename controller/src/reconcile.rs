@@ -106,7 +106,7 @@ impl Reconciler<'_> {
         ListParams::default().labels(&objects::app_selector(&self.name()))
     }
 
-    /// Sends one of the `objects` finalizer patches (see there why JSON patches).
+    /// Sends one of `berth_kube::finalizer`'s patches (see there why JSON patches).
     async fn patch_finalizers(&self, patch: serde_json::Value) -> Result<(), Error> {
         let patch = Patch::Json::<()>(serde_json::from_value(patch).map_err(Error::Patch)?);
         self.apps()
@@ -130,7 +130,7 @@ impl Reconciler<'_> {
         if self.app.meta().deletion_timestamp.is_some() {
             return self.finish_deletion().await;
         }
-        if let Some(patch) = objects::add_finalizer(self.app) {
+        if let Some(patch) = berth_kube::finalizer::add(self.app, APP_FINALIZER) {
             self.patch_finalizers(patch).await?;
         }
         let revision = self.ensure_revision().await?;
@@ -241,7 +241,7 @@ impl Reconciler<'_> {
             }
         }
         if remaining.is_empty() {
-            if let Some(patch) = objects::remove_finalizer(self.app) {
+            if let Some(patch) = berth_kube::finalizer::remove(self.app, APP_FINALIZER) {
                 self.patch_finalizers(patch).await?;
             }
             tracing::info!("deleted: every replica is gone");

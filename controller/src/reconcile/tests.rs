@@ -1,17 +1,18 @@
-//! The reconciler against a scripted API server (see `mock_api`): each test lists the
+//! The reconciler against a scripted API server (see `berth_kube::mock`): each test lists the
 //! exact requests one reconcile sends and the answers it gets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_crds::{AppSpec, ReplicaPhase, ReplicaStatus, Template};
-use http::Method;
+use berth_kube::mock::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::mock_api::{
-    Exchange, JSON_PATCH, MERGE_PATCH, deleted, finish, host, list, scenario, store, within,
+use crate::fixtures::host;
+use berth_kube::mock::{
+    Exchange, JSON_PATCH, MERGE_PATCH, deleted, finish, list, scenario, store, within,
 };
 
 const APPS: &str = "/apis/berth.dev/v1alpha1/namespaces/prod/apps";
@@ -124,7 +125,7 @@ async fn reconcile_against(
     hosts: &[(&str, bool)],
     script: Vec<Exchange>,
 ) -> Result<Action, Error> {
-    let (client, handle) = crate::mock_api::client();
+    let (client, handle) = berth_kube::mock::client();
     let driver = scenario(handle, script);
     let ctx = context(client, replicas, hosts);
     let result = within(reconcile(Arc::new(app), ctx)).await;

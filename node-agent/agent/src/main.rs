@@ -2,6 +2,8 @@
 
 mod agent;
 mod convert;
+mod decide;
+mod engine;
 mod node;
 mod sync;
 
@@ -49,13 +51,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn agent() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    berth_kube::init_tracing();
     let args = Args::parse();
     let mut labels = BTreeMap::new();
     for l in &args.labels {

@@ -2,20 +2,20 @@
 //! service, and a driver task that checks each request the code sends against the next
 //! expected exchange (verb, path and query, content type, body) and answers it. A request
 //! out of order, one too many, or one that never comes fails the test.
+//!
+//! Behind the `mock` feature: the controller and the agent take it as a dev-dependency.
 
 use std::time::Duration;
 
-use berth_crds::{BerthNode, BerthNodeStatus, node::Capacity};
-use http::{Method, Request, Response};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
+use http::{Request, Response};
 use kube::Resource;
 use kube::client::Body;
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tower_test::mock;
+
+pub use http::Method;
 
 pub type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
@@ -201,8 +201,6 @@ pub async fn within<F: std::future::Future>(f: F) -> F::Output {
         .expect("the code under test hung")
 }
 
-// Fixtures for the caches.
-
 /// A cache holding `objects`.
 pub fn store<K>(objects: Vec<K>) -> reflector::Store<K>
 where
@@ -213,36 +211,4 @@ where
         writer.apply_watcher_event(&watcher::Event::Apply(o));
     }
     store
-}
-
-/// A host with room for 10 Replicas; `live` says whether its Lease is current (else it
-/// was last renewed an hour ago: lost).
-pub fn host(name: &str, live: bool) -> (BerthNode, Lease) {
-    let mut node = BerthNode::new(name, Default::default());
-    node.status = Some(BerthNodeStatus {
-        capacity: Capacity {
-            pods: 10,
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    let now = Timestamp::now();
-    let renewed = if live {
-        now
-    } else {
-        now.checked_sub(Duration::from_secs(3600)).unwrap()
-    };
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("berth-system".into()),
-            ..Default::default()
-        },
-        spec: Some(LeaseSpec {
-            renew_time: Some(MicroTime(renewed)),
-            lease_duration_seconds: Some(15),
-            ..Default::default()
-        }),
-    };
-    (node, lease)
 }
