@@ -17,14 +17,14 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
-use oci_spec::runtime::LinuxNamespaceType;
 
 use crate::container::{Container, ProcessRef, RestartPolicy, Status};
 use crate::endpoint;
 use crate::logs::{LogWriter, Stream};
 use crate::paths::Paths;
 use berth_runtime::cgroup::Cgroup;
-use berth_runtime::init::{self, InitArgs, StartError};
+use berth_runtime::init::{self, StartError};
+use berth_runtime::process::{self, Launch};
 use berth_runtime::tty;
 
 /// Where the monitor's output goes besides the log.
@@ -295,29 +295,6 @@ fn finish_failed(
     err.code
 }
 
-fn clone_flags(c: &Container) -> CloneFlags {
-    let mut flags = CloneFlags::empty();
-    let namespaces = c
-        .config
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().clone())
-        .unwrap_or_default();
-    for ns in namespaces {
-        flags |= match ns.typ() {
-            LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
-            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
-            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
-            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
-            // The cgroup namespace is made by the child once it is in its cgroup.
-            _ => CloneFlags::empty(),
-        };
-    }
-    flags
-}
-
 fn setup_err(what: &str, e: impl std::fmt::Display) -> StartError {
     StartError {
         code: init::EXIT_SETUP_FAILED,
@@ -357,18 +334,11 @@ fn spawn(
 ) -> Result<Running, StartError> {
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err("pipe", e));
     let terminal = c.config.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
-    // Output comes through pipes, or through a terminal the container makes and sends
-    // over the console socket (see `tty`).
+    // Output comes through pipes, or through the terminal the container makes.
     let (out, err) = match terminal {
         false => (Some(pipe()?), Some(pipe()?)),
         true => (None, None),
     };
-    let console = terminal
-        .then(tty::console_socket)
-        .transpose()
-        .map_err(|e| setup_err("console socket", e))?;
-    let (go_r, go_w) = pipe()?;
-    let (errors_r, errors_w) = pipe()?;
     let null = File::open("/dev/null").map_err(|e| setup_err("/dev/null", e))?;
     let stdio = [
         match pass_stdin && !terminal {
@@ -378,73 +348,49 @@ fn spawn(
         out.as_ref().map_or(null.as_fd(), |(_, w)| w.as_fd()),
         err.as_ref().map_or(null.as_fd(), |(_, w)| w.as_fd()),
     ];
-    // The monitor is single-threaded (see the module docs), so the child may run
-    // ordinary Rust code until it execs.
-    match berth_sys::process::fork(clone_flags(c)).map_err(|e| setup_err("clone", e))? {
-        None => init::container_init(InitArgs {
-            spec: &c.config.spec,
-            rootfs: &c.config.rootfs,
-            stdio,
-            console: console.map(|(_, theirs)| theirs),
-            go: go_r,
-            errors: errors_w,
-        }),
-        Some(pid) => {
-            drop((go_r, errors_w, null));
-            let abort = |e: StartError| {
-                let _ = kill(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
-                e
-            };
-            cgroup
-                .add(pid)
-                .map_err(|e| abort(setup_err("joining the cgroup", e)))?;
-            let network = endpoint::attach(paths, &c.dir, pid)
-                .map_err(|e| abort(setup_err("connecting the container to its network", e)))?;
-            File::from(go_w)
-                .write_all(b"g")
-                .map_err(|e| abort(setup_err("starting the container", e)))?;
-            let master = console.and_then(|(ours, theirs)| {
-                drop(theirs);
-                tty::receive(&ours)
-            });
-            let mut report = Vec::new();
-            let _ = File::from(errors_r).read_to_end(&mut report);
-            if !report.is_empty() {
-                let _ = waitpid(pid, None);
-                endpoint::detach(paths, network);
-                return Err(StartError::decode(&report));
-            }
-            let (stdout, stderr, input) = match (out, err, master) {
-                (Some((out_r, _)), Some((err_r, _)), _) => (out_r, Some(err_r), None),
-                (_, _, Some(master)) => {
-                    tty::copy_size(master.as_fd());
-                    let input = match pass_stdin {
-                        true => Some(
-                            master
-                                .try_clone()
-                                .map_err(|e| abort(setup_err("terminal", e)))?,
-                        ),
-                        false => None,
-                    };
-                    (master, None, input)
-                }
-                _ => {
-                    return Err(abort(setup_err(
-                        "the container's terminal",
-                        "never arrived",
-                    )));
-                }
-            };
-            Ok(Running {
-                pid,
-                stdout,
-                stderr,
-                input,
-                network,
-            })
+    let spawned = process::spawn(Launch {
+        spec: &c.config.spec,
+        rootfs: Some(&c.config.rootfs),
+        stdio,
+        gate: None,
+    })?;
+    let pid = spawned.pid();
+    drop(null);
+    cgroup
+        .add(pid)
+        .map_err(|e| setup_err("joining the cgroup", e))?;
+    let network = endpoint::attach(paths, &c.dir, pid)
+        .map_err(|e| setup_err("connecting the container to its network", e))?;
+    let started = spawned.set_up().and_then(|mut created| {
+        let master = created.take_terminal();
+        created.start().map(|()| master)
+    });
+    let master = match started {
+        Ok(master) => master,
+        Err(e) => {
+            endpoint::detach(paths, network);
+            return Err(e);
         }
-    }
+    };
+    let (stdout, stderr, input) = match (out, err, master) {
+        (Some((out_r, _)), Some((err_r, _)), _) => (out_r, Some(err_r), None),
+        (_, _, Some(master)) => {
+            tty::copy_size(master.as_fd());
+            let input = match pass_stdin {
+                true => Some(master.try_clone().map_err(|e| setup_err("terminal", e))?),
+                false => None,
+            };
+            (master, None, input)
+        }
+        _ => return Err(setup_err("the container's terminal", "never arrived")),
+    };
+    Ok(Running {
+        pid,
+        stdout,
+        stderr,
+        input,
+        network,
+    })
 }
 
 fn exit_code(status: WaitStatus) -> Option<i32> {

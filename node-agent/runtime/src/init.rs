@@ -96,13 +96,19 @@ pub struct Rootfs {
 /// Everything the child needs, prepared by the parent before `clone`.
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
-    pub rootfs: &'a Rootfs,
+    /// The overlay to mount as the root; `None`: the spec's `root.path`, an absolute
+    /// directory prepared by the caller (an OCI bundle's rootfs).
+    pub rootfs: Option<&'a Rootfs>,
     /// The container's stdin, stdout and stderr.
     pub stdio: [BorrowedFd<'a>; 3],
     /// `-t`: the console socket over which the container's terminal goes to the monitor.
     pub console: Option<OwnedFd>,
     /// The parent writes one byte here once the child is in its cgroup.
     pub go: OwnedFd,
+    /// The child writes one byte here when it is set up and waits only for `start`.
+    pub ready: OwnedFd,
+    /// One byte read from here lets the child exec its program (`start`).
+    pub start: OwnedFd,
     /// Close-on-exec; a failure is written here before exiting.
     pub errors: OwnedFd,
 }
@@ -176,7 +182,13 @@ fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, Star
         None::<&str>,
     )
     .ctx(|| "making the host's mounts private to the container".into())?;
-    mount_rootfs(args.rootfs)?;
+    let root = match args.rootfs {
+        Some(rootfs) => {
+            mount_rootfs(rootfs)?;
+            rootfs.merged.clone()
+        }
+        None => bind_root(spec)?,
+    };
 
     let plans = spec
         .mounts()
@@ -204,7 +216,7 @@ fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, Star
         }
     }
 
-    enter_rootfs(&args.rootfs.merged)?;
+    enter_rootfs(&root)?;
     for (p, tree) in plans.iter().zip(trees) {
         apply_mount(p, tree)?;
     }
@@ -238,7 +250,36 @@ fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, Star
         .process()
         .as_ref()
         .ok_or_else(|| StartError::setup("spec", "no process"))?;
-    exec_process(process, true)
+    let ready = prepare_process(process, true)?;
+    // Created: everything is in place but the program. Say so, then wait for start.
+    File::from(args.ready.try_clone().ctx(|| "ready pipe".into())?)
+        .write_all(b"r")
+        .ctx(|| "reporting the container created".into())?;
+    let mut byte = [0u8; 1];
+    match File::from(args.start.try_clone().ctx(|| "start gate".into())?).read(&mut byte) {
+        Ok(1) => ready.exec(),
+        // Deleted before it was started.
+        _ => berth_sys::process::exit_now(EXIT_SETUP_FAILED),
+    }
+}
+
+/// An OCI bundle's root directory, bind-mounted onto itself so that it is a mount
+/// point `pivot_root` accepts.
+fn bind_root(spec: &Spec) -> Result<PathBuf, StartError> {
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| StartError::setup("spec", "no root.path"))?;
+    mount(
+        Some(&root),
+        &root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind-mounting the root filesystem {}", root.display()))?;
+    Ok(root)
 }
 
 /// A terminal from the container's own `/dev/ptmx` becomes this process's stdio and
@@ -481,6 +522,27 @@ pub fn exec_process(
     process: &Process,
     create_cwd: bool,
 ) -> Result<std::convert::Infallible, StartError> {
+    prepare_process(process, create_cwd)?.exec()
+}
+
+/// A process with its identity, limits and working directory in place and its
+/// program found: all that is left is `execve`.
+struct ReadyToExec {
+    argv0: String,
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl ReadyToExec {
+    fn exec(self) -> Result<std::convert::Infallible, StartError> {
+        sys::cloexec_from(3).ctx(|| "close_range".into())?;
+        let err = nix::unistd::execve(&self.program, &self.argv, &self.envp).unwrap_err();
+        Err(exec_error(&self.argv0, err))
+    }
+}
+
+fn prepare_process(process: &Process, create_cwd: bool) -> Result<ReadyToExec, StartError> {
     for r in process.rlimits().iter().flatten() {
         setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()).ctx(|| {
             format!(
@@ -562,11 +624,14 @@ pub fn exec_process(
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
-    let prog = CString::new(program.as_os_str().as_bytes())
+    let program = CString::new(program.as_os_str().as_bytes())
         .map_err(|_| StartError::setup("program", "contains a NUL byte"))?;
-    sys::cloexec_from(3).ctx(|| "close_range".into())?;
-    let err = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    Err(exec_error(argv0, err))
+    Ok(ReadyToExec {
+        argv0: argv0.clone(),
+        program,
+        argv,
+        envp,
+    })
 }
 
 fn exec_error(argv0: &str, err: Errno) -> StartError {

@@ -3,8 +3,10 @@
 //! those belong to the engine, which drives it.
 
 pub mod cgroup;
+pub mod exec;
 pub mod init;
 pub mod mounts;
+pub mod process;
 pub mod tty;
 pub mod user;
 
