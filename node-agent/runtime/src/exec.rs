@@ -106,7 +106,7 @@ pub fn exec(
             let result = enter_and_exec(
                 cgroup,
                 &joins,
-                &process,
+                process,
                 io,
                 console.as_ref().map(|(_, theirs)| theirs),
             );
