@@ -7,7 +7,6 @@ use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
@@ -120,43 +119,7 @@ pub enum Status {
     Exited,
 }
 
-/// A process named by pid plus its start time, so a recycled pid is not mistaken for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessRef {
-    pub pid: i32,
-    pub start_time: u64,
-}
-
-impl ProcessRef {
-    pub fn of(pid: Pid) -> Option<ProcessRef> {
-        start_time(pid).map(|start_time| ProcessRef {
-            pid: pid.as_raw(),
-            start_time,
-        })
-    }
-
-    pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.pid)
-    }
-
-    /// Still running (not a zombie) and still the same process.
-    pub fn alive(&self) -> bool {
-        start_time(self.pid()) == Some(self.start_time)
-    }
-}
-
-/// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot); `None` if the
-/// process is gone or a zombie.
-fn start_time(pid: Pid) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: skip past its end.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
+pub use berth_runtime::pid::ProcessRef;
 
 /// What a container is doing: kept current by its monitor.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -429,19 +392,6 @@ mod tests {
         let n = generate_name(&id);
         assert!(validate_name(&n).is_ok());
         assert_eq!(n, generate_name(&id));
-    }
-
-    #[test]
-    fn own_process_is_alive_and_a_bogus_start_time_is_not() {
-        let me = ProcessRef::of(nix::unistd::getpid()).unwrap();
-        assert!(me.alive());
-        assert!(
-            !ProcessRef {
-                start_time: me.start_time + 1,
-                ..me
-            }
-            .alive()
-        );
     }
 
     #[test]

@@ -3,15 +3,16 @@
 //! never receive a signal meant for a container that is gone.
 
 use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, poll};
+
 use nix::sys::signal::Signal;
 
-use crate::container::{self, Container, Liveness, ProcessRef, Status};
+use crate::container::{self, Container, Liveness, Status};
 use crate::paths::Paths;
+use berth_runtime::pid::wait_exit;
 use berth_sys::syscall as sys;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,32 +36,12 @@ pub enum Error {
     },
 }
 
-fn open(p: ProcessRef) -> Option<OwnedFd> {
-    let fd = sys::pidfd_open(p.pid()).ok()?;
-    // Checked after opening: from here on the fd pins this very process.
-    p.alive().then_some(fd)
-}
-
-/// Waits until the process behind `pidfd` has exited, at most `timeout`.
-fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, sys::poll_timeout(left)) {
-            Ok(n) if n > 0 => return true,
-            Err(Errno::EINTR) => continue,
-            _ => return false,
-        }
-    }
-}
-
 /// Sends `signal` to the container's first process.
 pub fn kill(c: &Container, signal: Signal) -> Result<(), Error> {
     let pidfd = c
         .state
         .process
-        .and_then(open)
+        .and_then(|p| p.open())
         .ok_or_else(|| Error::NotRunning(c.config.name.clone()))?;
     if signal == Signal::SIGKILL || c.config.stop_signal == signal.as_str() {
         mark_stopped(c)?;
@@ -85,8 +66,8 @@ pub fn stop(paths: &Paths, c: &Container, timeout: Duration) -> Result<(), Error
         return Ok(());
     }
     mark_stopped(c)?;
-    let monitor = c.state.monitor.and_then(open);
-    if let Some(pidfd) = c.state.process.and_then(open) {
+    let monitor = c.state.monitor.and_then(|p| p.open());
+    if let Some(pidfd) = c.state.process.and_then(|p| p.open()) {
         let signal = crate::options::parse_signal(&c.config.stop_signal).unwrap_or(Signal::SIGTERM);
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), signal);
         if !wait_exit(&pidfd, timeout) {
@@ -153,7 +134,7 @@ pub fn remove(paths: &Paths, c: &Container, force: bool) -> Result<(), Error> {
         record_orphan_exit(paths, c)?;
     }
     // A foreground or --rm monitor may still be finishing; it must not outlive the files.
-    if let Some(m) = c.state.monitor.and_then(open) {
+    if let Some(m) = c.state.monitor.and_then(|p| p.open()) {
         wait_exit(&m, Duration::from_secs(10));
     }
     remove_files(paths, c)
@@ -190,7 +171,7 @@ pub fn wait(paths: &Paths, c: &Container) -> Result<i32, Error> {
                 return Ok(c.state.exit_code.unwrap_or(-1));
             }
             Liveness::RunningWithoutMonitor => {
-                if let Some(p) = c.state.process.and_then(open) {
+                if let Some(p) = c.state.process.and_then(|p| p.open()) {
                     wait_exit(&p, Duration::from_secs(3600 * 24 * 365));
                 }
                 record_orphan_exit(paths, &c)?;
@@ -198,7 +179,7 @@ pub fn wait(paths: &Paths, c: &Container) -> Result<i32, Error> {
             }
             Liveness::Running | Liveness::Restarting => {
                 // The monitor writes the state when the process exits; wait for that.
-                match c.state.process.and_then(open) {
+                match c.state.process.and_then(|p| p.open()) {
                     Some(p) => {
                         wait_exit(&p, Duration::from_secs(3600 * 24 * 365));
                     }

@@ -249,10 +249,10 @@ fn prepare(c: &Container) -> Result<(SignalFd, Cgroup, LogWriter), StartError> {
     }
     let signals = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
         .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK))
-        .map_err(|e| setup_err("signalfd", e))?;
-    let cgroup = c.cgroup().map_err(|e| setup_err("cgroups", e))?;
+        .map_err(|e| StartError::setup("signalfd", e))?;
+    let cgroup = c.cgroup().map_err(|e| StartError::setup("cgroups", e))?;
     let log = LogWriter::open(&c.log_path(), c.config.log)
-        .map_err(|e| setup_err(&format!("opening {}", c.log_path().display()), e))?;
+        .map_err(|e| StartError::setup(format!("opening {}", c.log_path().display()), e))?;
     Ok((signals, cgroup, log))
 }
 
@@ -295,13 +295,6 @@ fn finish_failed(
     err.code
 }
 
-fn setup_err(what: &str, e: impl std::fmt::Display) -> StartError {
-    StartError {
-        code: init::EXIT_SETUP_FAILED,
-        message: format!("{what}: {e}"),
-    }
-}
-
 /// Creates the cgroup, clones the container's first process and waits until it has
 /// exec'd its program (or failed to).
 fn start(
@@ -318,7 +311,7 @@ fn start(
         .and_then(|l| l.resources().as_ref());
     cgroup
         .create(resources)
-        .map_err(|e| setup_err("creating the cgroup", e))?;
+        .map_err(|e| StartError::setup("creating the cgroup", e))?;
     let result = spawn(paths, c, cgroup, pass_stdin);
     if result.is_err() {
         let _ = cgroup.remove();
@@ -332,14 +325,14 @@ fn spawn(
     cgroup: &Cgroup,
     pass_stdin: bool,
 ) -> Result<Running, StartError> {
-    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err("pipe", e));
+    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| StartError::setup("pipe", e));
     let terminal = c.config.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     // Output comes through pipes, or through the terminal the container makes.
     let (out, err) = match terminal {
         false => (Some(pipe()?), Some(pipe()?)),
         true => (None, None),
     };
-    let null = File::open("/dev/null").map_err(|e| setup_err("/dev/null", e))?;
+    let null = File::open("/dev/null").map_err(|e| StartError::setup("/dev/null", e))?;
     let stdio = [
         match pass_stdin && !terminal {
             true => berth_sys::fd::stdin(),
@@ -358,9 +351,9 @@ fn spawn(
     drop(null);
     cgroup
         .add(pid)
-        .map_err(|e| setup_err("joining the cgroup", e))?;
+        .map_err(|e| StartError::setup("joining the cgroup", e))?;
     let network = endpoint::attach(paths, &c.dir, pid)
-        .map_err(|e| setup_err("connecting the container to its network", e))?;
+        .map_err(|e| StartError::setup("connecting the container to its network", e))?;
     let started = spawned.set_up().and_then(|mut created| {
         let master = created.take_terminal();
         created.start().map(|()| master)
@@ -377,12 +370,21 @@ fn spawn(
         (_, _, Some(master)) => {
             tty::copy_size(master.as_fd());
             let input = match pass_stdin {
-                true => Some(master.try_clone().map_err(|e| setup_err("terminal", e))?),
+                true => Some(
+                    master
+                        .try_clone()
+                        .map_err(|e| StartError::setup("terminal", e))?,
+                ),
                 false => None,
             };
             (master, None, input)
         }
-        _ => return Err(setup_err("the container's terminal", "never arrived")),
+        _ => {
+            return Err(StartError::setup(
+                "the container's terminal",
+                "never arrived",
+            ));
+        }
     };
     Ok(Running {
         pid,

@@ -363,14 +363,10 @@ pub fn generate(cfg: &RunConfig) -> Result<Spec, Error> {
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
 
-    let devices = vec![
-        char_device("/dev/null", 1, 3)?,
-        char_device("/dev/zero", 1, 5)?,
-        char_device("/dev/full", 1, 7)?,
-        char_device("/dev/random", 1, 8)?,
-        char_device("/dev/urandom", 1, 9)?,
-        char_device("/dev/tty", 5, 0)?,
-    ];
+    let devices = berth_runtime::init::DEFAULT_DEVICES
+        .iter()
+        .map(|(path, major, minor)| char_device(path, *major, *minor))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut device_rules = vec![
         device_rule(false, LinuxDeviceType::A, None, None, "rwm")?,
         device_rule(true, LinuxDeviceType::C, None, None, "m")?,

@@ -83,17 +83,25 @@ pub fn exec(
             joins.push((fd, flag));
         }
     }
-    if spec_ns.contains(&LinuxNamespaceType::Pid) {
-        // Affects only the children of this process: the one forked below is born there.
-        let pid_ns = open(
-            format!("/proc/{pid}/ns/pid").as_str(),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(enter("opening its pid namespace"))?;
-        setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)
-            .map_err(enter("joining its pid namespace"))?;
-    }
+    // Joining the pid namespace affects only this process's later children: the one
+    // forked below is born there. The caller's own namespace for children is restored
+    // when `_restore` drops, so the caller can go on making containers.
+    let _restore = match spec_ns.contains(&LinuxNamespaceType::Pid) {
+        true => {
+            let ns = |path: &str, what: &str| {
+                open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(enter(what))
+            };
+            let own = ns(
+                "/proc/self/ns/pid_for_children",
+                "opening this process's pid namespace",
+            )?;
+            let theirs = ns(&format!("/proc/{pid}/ns/pid"), "opening its pid namespace")?;
+            setns(theirs.as_fd(), CloneFlags::CLONE_NEWPID)
+                .map_err(enter("joining its pid namespace"))?;
+            Some(RestorePidNamespace(own))
+        }
+        false => None,
+    };
     let (errors_r, errors_w) = pipe2(OFlag::O_CLOEXEC).map_err(enter("pipe"))?;
     let console = (io.tty && !io.detach)
         .then(crate::tty::console_socket)
@@ -149,6 +157,15 @@ pub fn exec(
                 }
             }
         }
+    }
+}
+
+/// Puts the caller's namespace for new children back.
+struct RestorePidNamespace(OwnedFd);
+
+impl Drop for RestorePidNamespace {
+    fn drop(&mut self) {
+        let _ = setns(self.0.as_fd(), CloneFlags::CLONE_NEWPID);
     }
 }
 

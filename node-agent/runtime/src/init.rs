@@ -41,8 +41,11 @@ pub struct StartError {
     pub message: String,
 }
 
+impl std::error::Error for StartError {}
+
 impl StartError {
-    fn setup(what: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
+    /// A failure of the set-up step `what` (exit code 125, as Docker's).
+    pub fn setup(what: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
         StartError {
             code: EXIT_SETUP_FAILED,
             message: format!("{what}: {err}"),
@@ -425,29 +428,66 @@ fn apply_mount(plan: &Plan, tree: Option<(OwnedFd, bool)>) -> Result<(), StartEr
     }
 }
 
+/// The character devices every container gets whatever its spec lists, as the OCI
+/// runtime spec requires: path, major and minor numbers.
+pub const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+fn make_device(
+    path: &Path,
+    kind: SFlag,
+    mode: Mode,
+    (major, minor): (i64, i64),
+    owner: (Option<Uid>, Option<Gid>),
+) -> Result<(), StartError> {
+    let _ = fs::remove_file(path);
+    mknod(path, kind, mode, makedev(major as u64, minor as u64))
+        .ctx(|| format!("creating {}", path.display()))?;
+    // mknod applies the umask; the spec's mode is what the device must have.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode.bits()))
+        .ctx(|| format!("chmod {}", path.display()))?;
+    chown(path, owner.0, owner.1).ctx(|| format!("chown {}", path.display()))
+}
+
 fn create_devices(spec: &Spec) -> Result<(), StartError> {
     let devices = spec.linux().as_ref().and_then(|l| l.devices().as_ref());
     for d in devices.into_iter().flatten() {
-        let path = d.path();
         let kind = match d.typ() {
             oci_spec::runtime::LinuxDeviceType::B => SFlag::S_IFBLK,
             oci_spec::runtime::LinuxDeviceType::P => SFlag::S_IFIFO,
             _ => SFlag::S_IFCHR,
         };
-        let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
-        let _ = fs::remove_file(path);
-        mknod(
-            path,
+        make_device(
+            d.path(),
             kind,
-            mode,
-            makedev(d.major() as u64, d.minor() as u64),
-        )
-        .ctx(|| format!("creating {}", path.display()))?;
-        // mknod applies the umask; the spec's mode is what the device must have.
-        fs::set_permissions(path, fs::Permissions::from_mode(mode.bits()))
-            .ctx(|| format!("chmod {}", path.display()))?;
-        chown(path, d.uid().map(Uid::from_raw), d.gid().map(Gid::from_raw))
-            .ctx(|| format!("chown {}", path.display()))?;
+            Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666)),
+            (d.major(), d.minor()),
+            (d.uid().map(Uid::from_raw), d.gid().map(Gid::from_raw)),
+        )?;
+    }
+    let listed = |path: &str| {
+        devices
+            .into_iter()
+            .flatten()
+            .any(|d| d.path() == Path::new(path))
+    };
+    for (path, major, minor) in DEFAULT_DEVICES {
+        if !listed(path) {
+            let root = (Some(Uid::from_raw(0)), Some(Gid::from_raw(0)));
+            make_device(
+                Path::new(path),
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                (major, minor),
+                root,
+            )?;
+        }
     }
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),
@@ -654,7 +694,14 @@ fn exec_error(argv0: &str, err: Errno) -> StartError {
 /// `$PATH` lookup as execvp does it, with Docker's error messages.
 fn find_executable(argv0: &str, path_var: &str) -> Result<PathBuf, StartError> {
     if argv0.contains('/') {
-        return Ok(PathBuf::from(argv0));
+        // Checked here, not left to execve, so that a created container is one that
+        // can start (as runc does).
+        return match fs::metadata(argv0) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(exec_error(argv0, Errno::ENOENT))
+            }
+            _ => Ok(PathBuf::from(argv0)),
+        };
     }
     let mut denied = None;
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {

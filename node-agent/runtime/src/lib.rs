@@ -2,10 +2,12 @@
 //! process out. It knows nothing of images, networks, container names or supervision:
 //! those belong to the engine, which drives it.
 
+pub mod bundle;
 pub mod cgroup;
 pub mod exec;
 pub mod init;
 pub mod mounts;
+pub mod pid;
 pub mod process;
 pub mod tty;
 pub mod user;

@@ -23,7 +23,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::init::{self, EXIT_SETUP_FAILED, InitArgs, Rootfs, StartError};
+use crate::init::{self, InitArgs, Rootfs, StartError};
 use crate::tty;
 
 /// What to start.
@@ -37,13 +37,6 @@ pub struct Launch<'a> {
     /// A gate that another process will open to start the container; `None`: a pipe
     /// that [`Created::start`] writes.
     pub gate: Option<OwnedFd>,
-}
-
-fn setup_err(what: &str, e: impl std::fmt::Display) -> StartError {
-    StartError {
-        code: EXIT_SETUP_FAILED,
-        message: format!("{what}: {e}"),
-    }
 }
 
 /// The namespaces the child is cloned into. The cgroup namespace is left out: the
@@ -95,14 +88,14 @@ pub struct Spawned {
 /// Clones the container's first process. The caller must be single-threaded (checked:
 /// `fork` refuses otherwise), so the child may run ordinary Rust code until it execs.
 pub fn spawn(launch: Launch<'_>) -> Result<Spawned, StartError> {
-    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| setup_err("pipe", e));
+    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| StartError::setup("pipe", e));
     let terminal = launch.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     // With a terminal, the child makes it from the container's /dev/ptmx and sends its
     // master side over this socket (see `tty`).
     let console = terminal
         .then(tty::console_socket)
         .transpose()
-        .map_err(|e| setup_err("console socket", e))?;
+        .map_err(|e| StartError::setup("console socket", e))?;
     let (go_r, go_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
     let (errors_r, errors_w) = pipe()?;
@@ -114,7 +107,7 @@ pub fn spawn(launch: Launch<'_>) -> Result<Spawned, StartError> {
         }
     };
     let forked = berth_sys::process::fork(clone_flags(launch.spec));
-    match forked.map_err(|e| setup_err("clone", e))? {
+    match forked.map_err(|e| StartError::setup("clone", e))? {
         None => init::container_init(InitArgs {
             spec: launch.spec,
             rootfs: launch.rootfs,
@@ -146,7 +139,7 @@ impl Spawned {
     pub fn set_up(mut self) -> Result<Created, StartError> {
         self.go
             .write_all(b"g")
-            .map_err(|e| setup_err("starting the container", e))?;
+            .map_err(|e| StartError::setup("starting the container", e))?;
         let mut byte = [0u8; 1];
         if !matches!(self.ready.read(&mut byte), Ok(1)) {
             // It exited: the reason is on the error pipe.
@@ -155,18 +148,18 @@ impl Spawned {
             let mut report = Vec::new();
             let _ = self.errors.read_to_end(&mut report);
             return Err(match report.is_empty() {
-                true => setup_err("setting up the container", "its first process died"),
+                true => StartError::setup("setting up the container", "its first process died"),
                 false => StartError::decode(&report),
             });
         }
         // A terminal was sent before `ready`, so this does not wait.
-        let terminal = match self.console.take() {
-            Some(ours) => Some(
-                tty::receive(&ours)
-                    .ok_or_else(|| setup_err("the container's terminal", "never arrived"))?,
-            ),
-            None => None,
-        };
+        let terminal =
+            match self.console.take() {
+                Some(ours) => Some(tty::receive(&ours).ok_or_else(|| {
+                    StartError::setup("the container's terminal", "never arrived")
+                })?),
+                None => None,
+            };
         Ok(Created {
             child: Child {
                 pid: self.child.pid,
@@ -201,13 +194,13 @@ impl Created {
     /// (then the process is gone).
     pub fn start(mut self) -> Result<(), StartError> {
         let Some(mut gate) = self.start.take() else {
-            return Err(setup_err(
+            return Err(StartError::setup(
                 "starting the container",
                 "it is started through its gate",
             ));
         };
         gate.write_all(b"s")
-            .map_err(|e| setup_err("starting the container", e))?;
+            .map_err(|e| StartError::setup("starting the container", e))?;
         let mut report = Vec::new();
         let _ = self.errors.read_to_end(&mut report);
         if !report.is_empty() {
