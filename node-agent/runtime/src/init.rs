@@ -4,26 +4,20 @@
 //! over a close-on-exec pipe (so a successful `execve` reads as end-of-file), and never
 //! returns.
 
-use std::collections::HashSet;
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use nix::unistd::{
-    Gid, Uid, chdir, chown, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, sethostname,
-    setresgid, setresuid, setsid,
+    Gid, Uid, chdir, chown, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, sethostname, setsid,
 };
-use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::mounts::{self, Plan};
 use berth_sys::syscall as sys;
@@ -73,7 +67,7 @@ impl std::fmt::Display for StartError {
     }
 }
 
-trait Context<T> {
+pub(crate) trait Context<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T, StartError>;
 }
 
@@ -253,7 +247,7 @@ fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, Star
         .process()
         .as_ref()
         .ok_or_else(|| StartError::setup("spec", "no process"))?;
-    let ready = prepare_process(process, true)?;
+    let ready = crate::program::prepare(process, true)?;
     // Created: everything is in place but the program. Say so, then wait for start.
     File::from(args.ready.try_clone().ctx(|| "ready pipe".into())?)
         .write_all(b"r")
@@ -333,7 +327,7 @@ fn enter_rootfs(root: &Path) -> Result<(), StartError> {
     chdir("/").ctx(|| "chdir /".into())
 }
 
-fn mkdir_all(path: &Path) -> Result<(), StartError> {
+pub(crate) fn mkdir_all(path: &Path) -> Result<(), StartError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -547,207 +541,6 @@ fn readonly_path(path: &Path) -> Result<(), StartError> {
         .ctx(|| format!("making {} read-only", path.display()))
 }
 
-fn capability_set(set: Option<&HashSet<oci_spec::runtime::Capability>>) -> caps::CapsHashSet {
-    set.into_iter()
-        .flatten()
-        .filter_map(|c| format!("CAP_{c}").parse::<caps::Capability>().ok())
-        .collect()
-}
-
-/// Applies the process's rlimits, identity, capabilities and no_new_privs, changes to
-/// its cwd and executes it. Shared by the container's first process and `exec`.
-/// With `create_cwd`, a missing working directory is created first (as Docker does
-/// for `-w` and WORKDIR).
-pub fn exec_process(
-    process: &Process,
-    create_cwd: bool,
-) -> Result<std::convert::Infallible, StartError> {
-    prepare_process(process, create_cwd)?.exec()
-}
-
-/// A process with its identity, limits and working directory in place and its
-/// program found: all that is left is `execve`.
-struct ReadyToExec {
-    argv0: String,
-    program: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-}
-
-impl ReadyToExec {
-    fn exec(self) -> Result<std::convert::Infallible, StartError> {
-        sys::cloexec_from(3).ctx(|| "close_range".into())?;
-        let err = nix::unistd::execve(&self.program, &self.argv, &self.envp).unwrap_err();
-        Err(exec_error(&self.argv0, err))
-    }
-}
-
-fn prepare_process(process: &Process, create_cwd: bool) -> Result<ReadyToExec, StartError> {
-    for r in process.rlimits().iter().flatten() {
-        setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()).ctx(|| {
-            format!(
-                "setting {:?} to {}:{} (the hard limit may exceed what this host allows)",
-                r.typ(),
-                r.soft(),
-                r.hard()
-            )
-        })?;
-    }
-    let cwd = process.cwd();
-    if create_cwd && fs::symlink_metadata(cwd).is_err() {
-        mkdir_all(cwd)?;
-    }
-
-    let caps = process.capabilities().as_ref();
-    let bounding = capability_set(caps.and_then(|c| c.bounding().as_ref()));
-    for cap in caps::runtime::thread_all_supported() {
-        if !bounding.contains(&cap) {
-            caps::drop(None, caps::CapSet::Bounding, cap)
-                .ctx(|| format!("dropping {cap} from the bounding set"))?;
-        }
-    }
-    let user = process.user();
-    nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
-    let groups: Vec<Gid> = user
-        .additional_gids()
-        .iter()
-        .flatten()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&groups).ctx(|| "setting supplementary groups".into())?;
-    let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
-    setresgid(gid, gid, gid).ctx(|| format!("switching to gid {gid}"))?;
-    setresuid(uid, uid, uid).ctx(|| format!("switching to uid {uid}"))?;
-    caps::set(
-        None,
-        caps::CapSet::Effective,
-        &capability_set(caps.and_then(|c| c.effective().as_ref())),
-    )
-    .ctx(|| "setting effective capabilities".into())?;
-    caps::set(
-        None,
-        caps::CapSet::Permitted,
-        &capability_set(caps.and_then(|c| c.permitted().as_ref())),
-    )
-    .ctx(|| "setting permitted capabilities".into())?;
-    caps::set(
-        None,
-        caps::CapSet::Inheritable,
-        &capability_set(caps.and_then(|c| c.inheritable().as_ref())),
-    )
-    .ctx(|| "setting inheritable capabilities".into())?;
-    caps::clear(None, caps::CapSet::Ambient).ctx(|| "clearing ambient capabilities".into())?;
-    for cap in capability_set(caps.and_then(|c| c.ambient().as_ref())) {
-        caps::raise(None, caps::CapSet::Ambient, cap).ctx(|| format!("raising ambient {cap}"))?;
-    }
-    if process.no_new_privileges() == Some(true) {
-        nix::sys::prctl::set_no_new_privs().ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
-    }
-    chdir(cwd).ctx(|| format!("changing to working directory {}", cwd.display()))?;
-
-    let args = process.args().as_deref().unwrap_or_default();
-    let argv0 = args
-        .first()
-        .ok_or_else(|| StartError::setup("spec", "process.args is empty"))?;
-    let env = process.env().as_deref().unwrap_or_default();
-    let path_var = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(crate::DEFAULT_PATH);
-    let program = find_executable(argv0, path_var)?;
-    let cstr = |s: &str| {
-        CString::new(s)
-            .map_err(|_| StartError::setup("argument", format!("{s:?} contains a NUL byte")))
-    };
-    let argv = args
-        .iter()
-        .map(|a| cstr(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let envp = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
-    let program = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| StartError::setup("program", "contains a NUL byte"))?;
-    Ok(ReadyToExec {
-        argv0: argv0.clone(),
-        program,
-        argv,
-        envp,
-    })
-}
-
-fn exec_error(argv0: &str, err: Errno) -> StartError {
-    match err {
-        Errno::ENOENT => StartError {
-            code: EXIT_NOT_FOUND,
-            message: format!("exec: \"{argv0}\": no such file or directory"),
-        },
-        Errno::EACCES | Errno::EPERM => StartError {
-            code: EXIT_CANNOT_EXEC,
-            message: format!("exec: \"{argv0}\": permission denied"),
-        },
-        e => StartError {
-            code: EXIT_CANNOT_EXEC,
-            message: format!("exec: \"{argv0}\": {}", e.desc()),
-        },
-    }
-}
-
-/// `$PATH` lookup as execvp does it, with Docker's error messages.
-fn find_executable(argv0: &str, path_var: &str) -> Result<PathBuf, StartError> {
-    if argv0.contains('/') {
-        // Checked here, not left to execve, so that a created container is one that
-        // can start (as runc does).
-        return match fs::metadata(argv0) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(exec_error(argv0, Errno::ENOENT))
-            }
-            _ => Ok(PathBuf::from(argv0)),
-        };
-    }
-    let mut denied = None;
-    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
-        let candidate = Path::new(dir).join(argv0);
-        let Ok(meta) = fs::metadata(&candidate) else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
-            return Ok(candidate);
-        }
-        denied.get_or_insert(candidate);
-    }
-    match denied {
-        Some(_) => Err(exec_error(argv0, Errno::EACCES)),
-        None => Err(StartError {
-            code: EXIT_NOT_FOUND,
-            message: format!("exec: \"{argv0}\": executable file not found in $PATH"),
-        }),
-    }
-}
-
-fn rlimit_resource(typ: oci_spec::runtime::PosixRlimitType) -> Resource {
-    use oci_spec::runtime::PosixRlimitType as T;
-    match typ {
-        T::RlimitCpu => Resource::RLIMIT_CPU,
-        T::RlimitFsize => Resource::RLIMIT_FSIZE,
-        T::RlimitData => Resource::RLIMIT_DATA,
-        T::RlimitStack => Resource::RLIMIT_STACK,
-        T::RlimitCore => Resource::RLIMIT_CORE,
-        T::RlimitRss => Resource::RLIMIT_RSS,
-        T::RlimitNproc => Resource::RLIMIT_NPROC,
-        T::RlimitNofile => Resource::RLIMIT_NOFILE,
-        T::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
-        T::RlimitAs => Resource::RLIMIT_AS,
-        T::RlimitLocks => Resource::RLIMIT_LOCKS,
-        T::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
-        T::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
-        T::RlimitNice => Resource::RLIMIT_NICE,
-        T::RlimitRtprio => Resource::RLIMIT_RTPRIO,
-        T::RlimitRttime => Resource::RLIMIT_RTTIME,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -760,28 +553,5 @@ mod tests {
         };
         assert_eq!(StartError::decode(&e.encode()), e);
         assert_eq!(StartError::decode(b"garbage").code, EXIT_SETUP_FAILED);
-    }
-
-    #[test]
-    fn path_lookup_reports_docker_codes() {
-        let dir = tempfile::tempdir().unwrap();
-        let exe = dir.path().join("tool");
-        fs::write(&exe, "#!/bin/sh\n").unwrap();
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-        let path = format!("/nonexistent:{}", dir.path().display());
-        assert_eq!(find_executable("tool", &path).unwrap(), exe);
-        assert_eq!(
-            find_executable("missing", &path).unwrap_err().code,
-            EXIT_NOT_FOUND
-        );
-        assert_eq!(
-            find_executable("./rel/x", &path).unwrap(),
-            PathBuf::from("./rel/x")
-        );
-        fs::write(dir.path().join("data"), "").unwrap();
-        assert_eq!(
-            find_executable("data", &path).unwrap_err().code,
-            EXIT_CANNOT_EXEC
-        );
     }
 }

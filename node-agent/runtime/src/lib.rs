@@ -9,6 +9,7 @@ pub mod init;
 pub mod mounts;
 pub mod pid;
 pub mod process;
+pub mod program;
 pub mod tty;
 pub mod user;
 
