@@ -138,6 +138,27 @@ pub struct State {
     pub restart_count: u32,
 }
 
+impl State {
+    /// What the container is doing, from this record and which of its processes live.
+    pub fn liveness(&self) -> Liveness {
+        let monitor_alive = self.monitor.is_some_and(|m| m.alive());
+        match self.status {
+            Status::Created => Liveness::Created,
+            Status::Exited => Liveness::Exited,
+            Status::Restarting if monitor_alive => Liveness::Restarting,
+            Status::Running | Status::Restarting => {
+                let process_alive = self.process.is_some_and(|p| p.alive());
+                match (process_alive, monitor_alive) {
+                    (true, true) => Liveness::Running,
+                    (true, false) => Liveness::RunningWithoutMonitor,
+                    (false, true) => Liveness::Running, // exiting; the monitor will record it
+                    (false, false) => Liveness::Dead,
+                }
+            }
+        }
+    }
+}
+
 /// A container as found on disk.
 #[derive(Clone, Debug)]
 pub struct Container {
@@ -166,21 +187,7 @@ impl Container {
     }
 
     pub fn liveness(&self) -> Liveness {
-        let monitor_alive = self.state.monitor.is_some_and(|m| m.alive());
-        match self.state.status {
-            Status::Created => Liveness::Created,
-            Status::Exited => Liveness::Exited,
-            Status::Restarting if monitor_alive => Liveness::Restarting,
-            Status::Running | Status::Restarting => {
-                let process_alive = self.state.process.is_some_and(|p| p.alive());
-                match (process_alive, monitor_alive) {
-                    (true, true) => Liveness::Running,
-                    (true, false) => Liveness::RunningWithoutMonitor,
-                    (false, true) => Liveness::Running, // exiting; the monitor will record it
-                    (false, false) => Liveness::Dead,
-                }
-            }
-        }
+        self.state.liveness()
     }
 
     pub fn is_running(&self) -> bool {
@@ -261,7 +268,8 @@ pub fn load(paths: &Paths, id: &str) -> Result<Container, Error> {
 
 /// Every container on this host, newest first. Half-created or half-removed
 /// directories (no config yet, or no longer) are skipped.
-pub fn list(paths: &Paths) -> Result<Vec<Container>, Error> {
+/// The ids of the containers on this host.
+pub fn ids(paths: &Paths) -> Result<Vec<String>, Error> {
     let dir = paths.containers();
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
@@ -274,13 +282,21 @@ pub fn list(paths: &Paths) -> Result<Vec<Container>, Error> {
             });
         }
     };
+    Ok(entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|id| id.len() == 64)
+        .collect())
+}
+
+/// Just a container's state: a much smaller read than its whole record.
+pub fn load_state(paths: &Paths, id: &str) -> Result<State, Error> {
+    read_json(&paths.container(id).join(STATE), id)
+}
+
+pub fn list(paths: &Paths) -> Result<Vec<Container>, Error> {
     let mut all = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let id = name.to_string_lossy();
-        if id.len() != 64 {
-            continue;
-        }
+    for id in ids(paths)? {
         match load(paths, &id) {
             Ok(c) => all.push(c),
             Err(Error::NotFound(_)) => continue,

@@ -115,9 +115,15 @@ fn record_orphan_exit(paths: &Paths, c: &Container) -> Result<(), Error> {
 /// and they are recorded as exited. Every berth command starts with this, as a daemon
 /// would at its start.
 pub fn reap_dead(paths: &Paths) -> Result<(), Error> {
-    for c in container::list(paths)? {
-        if c.liveness() == Liveness::Dead {
-            record_orphan_exit(paths, &c)?;
+    // Only states are read: the whole record (the OCI spec within) of the rare dead one.
+    for id in container::ids(paths)? {
+        let dead = container::load_state(paths, &id).is_ok_and(|s| s.liveness() == Liveness::Dead);
+        if dead {
+            match container::load(paths, &id) {
+                Ok(c) => record_orphan_exit(paths, &c)?,
+                Err(container::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())

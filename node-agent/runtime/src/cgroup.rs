@@ -34,10 +34,37 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     }
 }
 
-/// The v1 controllers a container joins (each where the host mounts it).
+/// The v1 controllers berth knows (each where the host mounts it); a container joins
+/// those [`v1_controllers`] picks.
 const V1_CONTROLLERS: [&str; 8] = [
     "memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio", "cpuset",
 ];
+
+/// The v1 controllers a container with `resources` joins. Each write of a pid to a v1
+/// `cgroup.procs` costs the kernel an RCU grace period (milliseconds on a busy host), so a
+/// container joins only the controllers whose limits it has, plus `devices` (its device
+/// isolation) and `memory` (so an OOM kill is seen). Pure.
+pub fn v1_controllers(resources: Option<&LinuxResources>) -> Vec<&'static str> {
+    let mut wanted = vec!["devices", "memory"];
+    let Some(r) = resources else {
+        return wanted;
+    };
+    if r.pids().is_some() {
+        wanted.push("pids");
+    }
+    if let Some(cpu) = r.cpu() {
+        if cpu.quota().is_some() || cpu.period().is_some() || cpu.shares().is_some() {
+            wanted.extend(["cpu", "cpuacct"]);
+        }
+        if cpu.cpus().is_some() || cpu.mems().is_some() {
+            wanted.push("cpuset");
+        }
+    }
+    if r.block_io().is_some() {
+        wanted.push("blkio");
+    }
+    wanted
+}
 
 /// Where the host mounts its cgroup hierarchies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +72,8 @@ pub enum Hierarchy {
     /// Pure cgroup v2: one tree with every controller.
     V2 { root: PathBuf },
     /// cgroup v1, controller name -> mount point; `unified` is a cgroup2 mount beside
-    /// them (without controllers), joined so tools that read it see the container.
+    /// them (without controllers), which containers do not join (it limits nothing),
+    /// kept so that cgroups an older berth made there are removed.
     V1 {
         controllers: Vec<(String, PathBuf)>,
         unified: Option<PathBuf>,
@@ -181,11 +209,16 @@ impl Cgroup {
                 }
             }
             Hierarchy::V1 { controllers, .. } => {
-                for d in self.dirs() {
+                let wanted = v1_controllers(resources);
+                for (c, mp) in controllers
+                    .iter()
+                    .filter(|(c, _)| wanted.contains(&c.as_str()))
+                {
+                    let d = mp.join(&self.path);
                     fs::create_dir_all(&d).map_err(io_err(&d))?;
-                }
-                if let Some((_, mp)) = controllers.iter().find(|(c, _)| c == "cpuset") {
-                    init_cpuset(mp, &self.path)?;
+                    if c == "cpuset" {
+                        init_cpuset(mp, &self.path)?;
+                    }
                 }
             }
         }
@@ -246,9 +279,14 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The directories `create` made: those a process of the container joins.
+    pub fn joined_dirs(&self) -> Vec<PathBuf> {
+        self.dirs().into_iter().filter(|d| d.is_dir()).collect()
+    }
+
     /// Moves `pid` into every hierarchy of this cgroup.
     pub fn add(&self, pid: Pid) -> Result<(), Error> {
-        for d in self.dirs() {
+        for d in self.joined_dirs() {
             write(&d.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
@@ -397,6 +435,27 @@ mod tests {
             Path::new("/sys/fs/cgroup/memory/berth/abc")
         );
         assert_eq!(cg.controller_dir("devices"), None);
+    }
+
+    #[test]
+    fn v1_joins_only_the_controllers_a_container_uses() {
+        use oci_spec::runtime::{LinuxCpuBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+        assert_eq!(v1_controllers(None), ["devices", "memory"]);
+        let limited = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(50).build().unwrap())
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(50_000)
+                    .period(100_000u64)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            v1_controllers(Some(&limited)),
+            ["devices", "memory", "pids", "cpu", "cpuacct"]
+        );
     }
 
     #[test]

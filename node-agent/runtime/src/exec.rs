@@ -181,7 +181,7 @@ fn enter_and_exec(
         message: format!("{what}: {e}"),
     };
     let me = std::process::id().to_string();
-    for dir in cgroup.dirs() {
+    for dir in cgroup.joined_dirs() {
         fs::write(dir.join("cgroup.procs"), &me)
             .map_err(|e| fail("joining the container's cgroup", &e))?;
     }
