@@ -1,223 +1,25 @@
-//! `berth run|ps|logs|exec|stop|kill|rm|wait|inspect`.
+//! `berth ps|logs|exec|stop|kill|rm|wait`, and the helpers the other commands share.
 
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use serde_json::{Value, json};
 
-use crate::format::{ago, human_duration, rfc3339, short_id, table};
+use crate::format::{ago, human_duration, short_id, table};
 use berth_engine::Paths;
-use berth_engine::container::{self, Container, Liveness, RestartPolicy};
-use berth_engine::create::{self, CreateOptions};
+use berth_engine::container::{self, Container, Liveness};
 use berth_engine::endpoint;
 use berth_engine::exec::{self, ExecOptions};
+use berth_engine::lifecycle;
 use berth_engine::logs::{self, Entry, Follower, Stream};
-use berth_engine::monitor::{self, Attach};
-use berth_engine::options::{self, parse_env, parse_env_file};
-use berth_engine::spec::Resources;
-use berth_engine::{lifecycle, options::parse_signal};
-use berth_image::ImageStore;
-use berth_net::{NetworkMode, links, ports};
+use berth_engine::options::{parse_env, parse_signal};
 
-#[derive(Args)]
-#[command(disable_help_flag = true)]
-pub struct RunArgs {
-    /// Run in the background and print the container id
-    #[arg(short, long)]
-    detach: bool,
-    /// Assign a name to the container
-    #[arg(long)]
-    name: Option<String>,
-    /// Remove the container when it exits
-    #[arg(long)]
-    rm: bool,
-    /// Set environment variables (KEY=VALUE, or KEY to pass it on from here)
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Read environment variables from a file
-    #[arg(long)]
-    env_file: Vec<String>,
-    /// Working directory inside the container
-    #[arg(short, long)]
-    workdir: Option<String>,
-    /// User (name|uid)[:(group|gid)]
-    #[arg(short, long)]
-    user: Option<String>,
-    /// Container host name
-    #[arg(short = 'h', long)]
-    hostname: Option<String>,
-    /// Override the image's ENTRYPOINT
-    #[arg(long)]
-    entrypoint: Option<String>,
-    /// Mount the container's root filesystem read-only
-    #[arg(long)]
-    read_only: bool,
-    /// Add Linux capabilities
-    #[arg(long)]
-    cap_add: Vec<String>,
-    /// Drop Linux capabilities
-    #[arg(long)]
-    cap_drop: Vec<String>,
-    /// Memory limit (e.g. 64m)
-    #[arg(short, long)]
-    memory: Option<String>,
-    /// Number of CPUs (e.g. 1.5)
-    #[arg(long)]
-    cpus: Option<String>,
-    /// Maximum number of processes (-1 for unlimited)
-    #[arg(long)]
-    pids_limit: Option<i64>,
-    /// Resource limits (e.g. nofile=1024:2048)
-    #[arg(long)]
-    ulimit: Vec<String>,
-    /// Network: bridge (default), none, host, or a network made with `berth network create`
-    #[arg(long, alias = "net")]
-    network: Option<String>,
-    /// Another name for the container on its network
-    #[arg(long)]
-    network_alias: Vec<String>,
-    /// Add a link to another container (name[:alias])
-    #[arg(long)]
-    link: Vec<String>,
-    /// Bind mount a volume (NAME:/path or /host/path:/path, with :ro optionally)
-    #[arg(short, long)]
-    volume: Vec<String>,
-    /// Publish a container's port to the host ([ip:][hostPort:]containerPort[/proto])
-    #[arg(short, long)]
-    publish: Vec<String>,
-    /// Publish all exposed ports to free host ports
-    #[arg(short = 'P', long)]
-    publish_all: bool,
-    /// Expose a port (PORT[/PROTO]) without publishing it (-P publishes it)
-    #[arg(long)]
-    expose: Vec<String>,
-    /// Restart policy: no, on-failure[:N], always, unless-stopped
-    #[arg(long)]
-    restart: Option<String>,
-    /// Signal to stop the container
-    #[arg(long)]
-    stop_signal: Option<String>,
-    /// Seconds to wait for the stop signal before SIGKILL
-    #[arg(long)]
-    stop_timeout: Option<u32>,
-    /// Log options: max-size=SIZE, max-file=N
-    #[arg(long)]
-    log_opt: Vec<String>,
-    /// Keep standard input open
-    #[arg(short, long)]
-    interactive: bool,
-    /// Allocate a pseudo-TTY
-    #[arg(short, long)]
-    tty: bool,
-    /// Set metadata on the container (KEY=VALUE)
-    #[arg(short, long)]
-    label: Vec<String>,
-    /// Print help
-    #[arg(long, action = clap::ArgAction::Help)]
-    help: Option<bool>,
-    /// The image to run
-    image: String,
-    /// The command and its arguments (replaces the image's CMD)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
-}
-
-fn host_env(key: &str) -> Option<String> {
+pub(super) fn host_env(key: &str) -> Option<String> {
     std::env::var(key).ok()
-}
-
-fn create_options(a: &RunArgs) -> Result<CreateOptions> {
-    let mut env = Vec::new();
-    for f in &a.env_file {
-        let content =
-            std::fs::read_to_string(f).with_context(|| format!("reading env file {f}"))?;
-        env.extend(parse_env_file(&content, host_env)?);
-    }
-    for e in &a.env {
-        env.extend(parse_env(e, host_env)?);
-    }
-    let mut log = container::LogOptions::default();
-    for o in &a.log_opt {
-        options::apply_log_opt(&mut log, o)?;
-    }
-    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(s) = &a.stop_signal {
-        parse_signal(s)?;
-    }
-    Ok(CreateOptions {
-        name: a.name.clone(),
-        image: a.image.clone(),
-        args: a.command.clone(),
-        entrypoint: a.entrypoint.clone(),
-        env,
-        workdir: a.workdir.clone(),
-        user: a.user.clone(),
-        hostname: a.hostname.clone(),
-        read_only: a.read_only,
-        cap_add: a.cap_add.clone(),
-        cap_drop: a.cap_drop.clone(),
-        resources: Resources {
-            memory: a.memory.as_deref().map(options::parse_size).transpose()?,
-            cpus: a
-                .cpus
-                .as_deref()
-                .map(|c| options::parse_cpus(c, host_cpus))
-                .transpose()?,
-            pids: a.pids_limit.filter(|p| *p > 0),
-        },
-        ulimits: a
-            .ulimit
-            .iter()
-            .map(|u| options::parse_ulimit(u))
-            .collect::<Result<_, _>>()?,
-        network: a.network.clone().map(NetworkMode::from),
-        network_aliases: a.network_alias.clone(),
-        ports: a
-            .publish
-            .iter()
-            .map(|p| ports::parse(p))
-            .collect::<Result<Vec<_>, _>>()?
-            .concat(),
-        publish_all: a.publish_all,
-        expose: a.expose.clone(),
-        links: a
-            .link
-            .iter()
-            .map(|l| {
-                let (name, alias) = links::parse(l);
-                (name.to_string(), alias.to_string())
-            })
-            .collect(),
-        volumes: a
-            .volume
-            .iter()
-            .map(|v| options::parse_volume(v))
-            .collect::<Result<_, _>>()?,
-        restart: a
-            .restart
-            .as_deref()
-            .map(options::parse_restart)
-            .transpose()?,
-        auto_remove: a.rm,
-        stop_signal: a.stop_signal.clone(),
-        stop_timeout: a.stop_timeout,
-        log,
-        interactive: a.interactive,
-        tty: a.tty,
-        labels: a
-            .label
-            .iter()
-            .map(|l| {
-                let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                (k.to_string(), v.to_string())
-            })
-            .collect(),
-    })
 }
 
 pub(super) fn require_root() -> Result<()> {
@@ -225,29 +27,6 @@ pub(super) fn require_root() -> Result<()> {
         bail!("berth needs root to create namespaces, mounts and cgroups; run it with sudo");
     }
     Ok(())
-}
-
-pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
-    let opts = create_options(&a)?;
-    require_root()?;
-    if let Some(code) = crate::registry::pull_if_absent(paths, &opts.image)? {
-        return Ok(code);
-    }
-    let c = create::create(paths, &opts)?;
-    if !a.detach {
-        return Ok(monitor::run(paths, c, Attach::Foreground));
-    }
-    match monitor::spawn_detached(paths, &c) {
-        Ok(()) => {
-            println!("{}", c.config.id);
-            Ok(0)
-        }
-        Err(monitor::SpawnError::Start(err)) => {
-            eprintln!("berth: {}", err.message);
-            Ok(err.code)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[derive(Args)]
@@ -323,40 +102,6 @@ fn ports_text(c: &Container) -> String {
         })
         .collect();
     shown.join(", ")
-}
-
-/// Docker's `NetworkSettings`: addresses per network and published ports.
-fn network_json(c: &Container, paths: &Paths) -> Value {
-    let a = endpoint::load(&c.dir).unwrap_or_default();
-    let nets = berth_net::network::Networks::new(paths.net());
-    let mut networks = serde_json::Map::new();
-    for e in &a.endpoints {
-        let n = nets.get(&e.network).ok();
-        networks.insert(
-            e.network.clone(),
-            json!({
-                "IPAddress": e.ip.to_string(),
-                "IPPrefixLen": n.as_ref().map(|n| n.subnet.prefix_len()),
-                "Gateway": n.as_ref().map(|n| n.gateway.to_string()),
-                "Aliases": e.aliases,
-            }),
-        );
-    }
-    let mut ports = serde_json::Map::new();
-    for p in &a.published {
-        let host = json!({ "HostIp": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(), "HostPort": p.host_port.to_string() });
-        if let Value::Array(list) = ports
-            .entry(format!("{}/{}", p.container_port, p.protocol))
-            .or_insert(json!([]))
-        {
-            list.push(host);
-        }
-    }
-    json!({
-        "IPAddress": a.endpoints.first().map(|e| e.ip.to_string()).unwrap_or_default(),
-        "Networks": networks,
-        "Ports": ports,
-    })
 }
 
 pub fn ps(paths: &Paths, a: PsArgs) -> Result<i32> {
@@ -546,7 +291,17 @@ pub struct StopArgs {
 fn for_each(
     paths: &Paths,
     names: &[String],
-    mut f: impl FnMut(&Container) -> Result<()>,
+    f: impl FnMut(&Container) -> Result<()>,
+) -> Result<i32> {
+    each_shown(paths, names, f, |name, ()| println!("{name}"))
+}
+
+/// `for_each` with what to print on success left to `show` (`wait` prints exit codes).
+fn each_shown<T>(
+    paths: &Paths,
+    names: &[String],
+    mut f: impl FnMut(&Container) -> Result<T>,
+    show: impl Fn(&str, T),
 ) -> Result<i32> {
     let mut failed = false;
     for name in names {
@@ -554,7 +309,7 @@ fn for_each(
             .map_err(anyhow::Error::from)
             .and_then(|c| f(&c))
         {
-            Ok(()) => println!("{name}"),
+            Ok(value) => show(name, value),
             Err(e) => {
                 eprintln!("berth: {e:#}");
                 failed = true;
@@ -607,135 +362,10 @@ pub struct WaitArgs {
 }
 
 pub fn wait(paths: &Paths, a: WaitArgs) -> Result<i32> {
-    let mut failed = false;
-    for name in &a.containers {
-        match container::find(paths, name)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| Ok(lifecycle::wait(paths, &c)?))
-        {
-            Ok(code) => println!("{code}"),
-            Err(e) => {
-                eprintln!("berth: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
-}
-
-#[derive(Args)]
-pub struct InspectArgs {
-    /// Only inspect objects of this type: container or image
-    #[arg(long = "type")]
-    kind: Option<String>,
-    #[arg(required = true)]
-    names: Vec<String>,
-}
-
-fn container_json(c: &Container, paths: &Paths) -> Value {
-    let s = &c.state;
-    let time =
-        |t: Option<SystemTime>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
-    let process = c.config.spec.process().clone().unwrap_or_default();
-    let res = c
-        .config
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().clone())
-        .unwrap_or_default();
-    let status = match c.liveness() {
-        Liveness::Created => "created",
-        Liveness::Running | Liveness::RunningWithoutMonitor => "running",
-        Liveness::Restarting => "restarting",
-        Liveness::Exited => "exited",
-        Liveness::Dead => "dead",
-    };
-    let restart = match c.config.restart {
-        RestartPolicy::No => json!({"Name": "no", "MaximumRetryCount": 0}),
-        p => serde_json::to_value(p).unwrap_or_default(),
-    };
-    json!({
-        "Id": c.config.id,
-        "Created": rfc3339(c.config.created),
-        "Path": process.args().as_ref().and_then(|a| a.first().cloned()).unwrap_or_default(),
-        "Args": process.args().as_ref().map(|a| a[1..].to_vec()).unwrap_or_default(),
-        "State": {
-            "Status": status,
-            "Running": c.is_running(),
-            "Restarting": c.liveness() == Liveness::Restarting,
-            "OOMKilled": s.oom_killed,
-            "Dead": c.liveness() == Liveness::Dead,
-            "Pid": s.process.filter(|p| p.alive()).map_or(0, |p| p.pid),
-            "MonitorPid": s.monitor.filter(|p| p.alive()).map_or(0, |p| p.pid),
-            "ExitCode": s.exit_code.unwrap_or(0),
-            "Error": s.error.clone().unwrap_or_default(),
-            "StartedAt": time(s.started_at),
-            "FinishedAt": time(s.finished_at),
-        },
-        "Image": c.config.image_id,
-        "Name": format!("/{}", c.config.name),
-        "RestartCount": s.restart_count,
-        "LogPath": c.log_path(),
-        "HostConfig": {
-            "NetworkMode": c.config.network.to_string(),
-            "RestartPolicy": restart,
-            "AutoRemove": c.config.auto_remove,
-            "ReadonlyRootfs": c.config.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
-            "Memory": res.memory().and_then(|m| m.limit()).unwrap_or(0),
-            "NanoCpus": res.cpu().as_ref().and_then(|cpu| Some(cpu.quota()? * 1_000_000_000 / cpu.period()? as i64)).unwrap_or(0),
-            "PidsLimit": res.pids().map(|p| p.limit()),
-            "Binds": c.config.mounts.iter().map(|m| format!("{}:{}{}", m.name.clone().unwrap_or_else(|| m.source.display().to_string()), m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
-        },
-        "NetworkSettings": network_json(c, paths),
-        "Mounts": c.config.mounts.iter().map(|m| json!({
-            "Type": m.kind, "Name": m.name, "Source": m.source, "Destination": m.destination, "RW": !m.read_only,
-        })).collect::<Vec<_>>(),
-        "Config": {
-            "Hostname": c.config.spec.hostname(),
-            "User": format!("{}:{}", process.user().uid(), process.user().gid()),
-            "Env": process.env(),
-            "Cmd": process.args(),
-            "Image": c.config.image,
-            "WorkingDir": process.cwd(),
-            "StopSignal": c.config.stop_signal,
-            "Labels": c.config.labels,
-            "StopTimeout": c.config.stop_timeout,
-        },
-    })
-}
-
-pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
-    let kind = a.kind.as_deref();
-    if let Some(k) = kind.filter(|k| !["container", "image"].contains(k)) {
-        bail!("invalid --type \"{k}\": use container or image");
-    }
-    let mut out = Vec::new();
-    let mut failed = false;
-    for name in &a.names {
-        let found = if kind != Some("image") {
-            container::find(paths, name)
-                .ok()
-                .map(|c| container_json(&c, paths))
-        } else {
-            None
-        };
-        let found = match found {
-            Some(v) => Some(v),
-            None if kind != Some("container") => {
-                let store = ImageStore::open(&paths.root)?;
-                store.resolve(name).ok().map(|i| store.inspect_json(&i))
-            }
-            None => None,
-        };
-        match found {
-            Some(v) => out.push(v),
-            None => {
-                eprintln!("berth: no such object: {name}");
-                failed = true;
-            }
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(if failed { 1 } else { 0 })
+    each_shown(
+        paths,
+        &a.containers,
+        |c| Ok(lifecycle::wait(paths, c)?),
+        |_, code| println!("{code}"),
+    )
 }

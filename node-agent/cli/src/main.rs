@@ -5,8 +5,10 @@ mod build;
 mod containers;
 mod format;
 mod images;
+mod inspect;
 mod networks;
 mod registry;
+mod run;
 mod volumes;
 
 use clap::{Parser, Subcommand};
@@ -56,7 +58,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create and run a new container from an image
-    Run(Box<containers::RunArgs>),
+    Run(Box<run::RunArgs>),
     /// List containers
     Ps(containers::PsArgs),
     /// Fetch the logs of a container
@@ -72,7 +74,7 @@ enum Command {
     /// Block until containers stop, then print their exit codes
     Wait(containers::WaitArgs),
     /// Show low-level information on containers or images, as JSON
-    Inspect(containers::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Build an image from a Dockerfile
     Build(build::BuildArgs),
     /// Show the history of an image
@@ -132,7 +134,7 @@ fn run() -> i32 {
         eprintln!("berth: cleaning up after dead containers: {e}");
     }
     let result = match cli.command {
-        Command::Run(a) => containers::run(&paths, *a),
+        Command::Run(a) => run::run(&paths, *a),
         Command::Ps(a) => containers::ps(&paths, a),
         Command::Logs(a) => containers::logs(&paths, a),
         Command::Exec(a) => containers::exec(&paths, a),
@@ -140,7 +142,7 @@ fn run() -> i32 {
         Command::Kill(a) => containers::kill(&paths, a),
         Command::Rm(a) => containers::rm(&paths, a),
         Command::Wait(a) => containers::wait(&paths, a),
-        Command::Inspect(a) => containers::inspect(&paths, a),
+        Command::Inspect(a) => inspect::inspect(&paths, a),
         Command::Build(a) => build::build(&paths, a),
         Command::History(a) => build::history(&paths, a),
         Command::Builder(c) => build::builder(&paths, c),

@@ -1,6 +1,8 @@
 //! The one error type of the Dockerfile parser: every variant names the file and line
 //! it is about (except a lone word expanded outside any file), and says what is wrong.
 
+use crate::lexer::ExpandError;
+
 /// Why a Dockerfile (or an ONBUILD trigger, or one word of it) could not be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -37,17 +39,17 @@ pub enum Error {
     },
 
     /// Variable substitution failed, e.g. `${v:?msg}` with `v` unset, or `${v`.
-    #[error("{file}:{line}: failed to process \"{word}\": {message}")]
+    #[error("{file}:{line}: failed to process \"{word}\": {reason}")]
     Expand {
         file: String,
         line: usize,
         word: String,
-        message: String,
+        reason: ExpandError,
     },
 
     /// Like `Expand`, for a word expanded on its own (`expand_word`).
-    #[error("failed to process \"{word}\": {message}")]
-    Word { word: String, message: String },
+    #[error("failed to process \"{word}\": {reason}")]
+    Word { word: String, reason: ExpandError },
 }
 
 fn did_you_mean(suggestion: &Option<&'static str>) -> String {

@@ -1,7 +1,7 @@
 //! Variable substitution in a parsed step, where Docker does it: file and metadata
 //! instructions, never in commands (the shell does that at run time).
 
-use crate::lexer::{Lexer, Vars};
+use crate::lexer::{ExpandError, Lexer, Vars};
 use crate::{ArgDecl, Copy, CopySource, Error, Instruction, Step};
 
 impl Step {
@@ -14,11 +14,11 @@ impl Step {
     /// `ENV A=1 B=$A` the `$A` is the earlier A (as in BuildKit).
     pub fn expand(&self, file: &str, escape: char, vars: Vars<'_>) -> Result<Instruction, Error> {
         let lexer = Lexer::new(escape, vars);
-        let fail = |word: &str, message: String| Error::Expand {
+        let fail = |word: &str, reason: ExpandError| Error::Expand {
             file: file.to_owned(),
             line: self.line,
             word: word.to_owned(),
-            message,
+            reason,
         };
         let word = |w: &str| lexer.process(w).map(|p| p.word).map_err(|m| fail(w, m));
         let words = |ws: &[String]| ws.iter().map(|w| word(w)).collect::<Result<Vec<_>, _>>();

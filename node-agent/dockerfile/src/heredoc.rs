@@ -57,12 +57,13 @@ pub(super) fn parse_opener(word: &str) -> Result<Option<Heredoc>, String> {
     // The terminator with and without quote removal: if quotes went away, part of it
     // was quoted, and the body is not expanded.
     let mut lexer = Lexer::without_vars('\\');
-    let words = lexer.process(rest)?.words;
+    // The parser's faults are still text; the lexer's message is kept as it reads.
+    let words = lexer.process(rest).map_err(|e| e.to_string())?.words;
     let [name] = words.as_slice() else {
         return Ok(None);
     };
     lexer.raw_quotes = true;
-    let raw = lexer.process(rest)?.words;
+    let raw = lexer.process(rest).map_err(|e| e.to_string())?.words;
     let [raw] = raw.as_slice() else {
         return Err(format!("inconsistent heredoc terminator: {rest}"));
     };

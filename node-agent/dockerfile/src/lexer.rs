@@ -3,7 +3,53 @@
 //! kept) or the words split on unquoted whitespace. It never runs a shell: command
 //! substitution, arithmetic and globbing are left alone.
 
-use crate::pattern::Pattern;
+use crate::pattern::{Pattern, PatternError};
+
+/// Why a word could not be expanded; `Error::Expand` and `Error::Word` say which word
+/// and where. The messages are BuildKit's, so they read the same as with docker.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("unexpected end of statement while looking for matching {stop}")]
+    Unterminated { stop: char },
+
+    #[error("unexpected end of statement while looking for matching single-quote")]
+    UnterminatedSingleQuote,
+
+    #[error("unexpected end of statement while looking for matching double-quote")]
+    UnterminatedDoubleQuote,
+
+    #[error("substitutions nested too deeply")]
+    TooDeep,
+
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+
+    #[error("unsupported modifier ({modifier}) in substitution")]
+    UnsupportedModifier { modifier: String },
+
+    /// `${name?message}` or `${name:?message}` with a message of the user's own.
+    #[error("{name}: {message}")]
+    Required { name: String, message: String },
+
+    #[error("{name}: is not allowed to be unset")]
+    Unset { name: String },
+
+    #[error("{name}: is not allowed to be empty")]
+    Empty { name: String },
+
+    // Not `#[source]`: the reason is already in this message, and a chain would repeat it.
+    #[error("invalid pattern ({pattern}) in substitution: {reason}")]
+    Pattern {
+        pattern: String,
+        reason: PatternError,
+    },
+}
 
 /// Variables are looked up through the caller, who decides what is visible (build
 /// args, ENV so far, meta args).
@@ -57,7 +103,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    pub fn process(&self, text: &str) -> Result<Processed, String> {
+    pub fn process(&self, text: &str) -> Result<Processed, ExpandError> {
         let mut scan = Scanner {
             lexer: *self,
             chars: text.chars().collect(),
@@ -120,8 +166,6 @@ struct Scanner<'a> {
     depth: usize,
 }
 
-const MISSING_BRACE: &str = "syntax error: missing '}'";
-
 impl Scanner<'_> {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
@@ -144,14 +188,14 @@ impl Scanner<'_> {
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ExpandError> {
         let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
         let result = self.until_inner(stop);
         self.raw_escapes = saved;
         result
     }
 
-    fn until_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+    fn until_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ExpandError> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -194,15 +238,13 @@ impl Scanner<'_> {
             }
         }
         match stop {
-            Some(stop) => Err(format!(
-                "unexpected end of statement while looking for matching {stop}"
-            )),
+            Some(stop) => Err(ExpandError::Unterminated { stop }),
             None => Ok((result, words.finish())),
         }
     }
 
     /// `'...'`: everything literal, no escapes at all (as in sh).
-    fn single_quoted(&mut self) -> Result<String, String> {
+    fn single_quoted(&mut self) -> Result<String, ExpandError> {
         let mut result = String::new();
         let open = self.next();
         if self.lexer.raw_quotes {
@@ -210,12 +252,7 @@ impl Scanner<'_> {
         }
         loop {
             match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .into(),
-                    );
-                }
+                None => return Err(ExpandError::UnterminatedSingleQuote),
                 Some('\'') => {
                     if self.lexer.raw_quotes {
                         result.push('\'');
@@ -228,7 +265,7 @@ impl Scanner<'_> {
     }
 
     /// `"..."`: `$` substitutes; the escape character only escapes `"`, `$` and itself.
-    fn double_quoted(&mut self) -> Result<String, String> {
+    fn double_quoted(&mut self) -> Result<String, ExpandError> {
         let mut result = String::new();
         let open = self.next();
         if self.lexer.raw_quotes {
@@ -236,12 +273,7 @@ impl Scanner<'_> {
         }
         loop {
             match self.peek() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .into(),
-                    );
-                }
+                None => return Err(ExpandError::UnterminatedDoubleQuote),
                 Some('"') => {
                     self.next();
                     if self.lexer.raw_quotes {
@@ -273,9 +305,9 @@ impl Scanner<'_> {
         }
     }
 
-    fn dollar(&mut self) -> Result<String, String> {
+    fn dollar(&mut self) -> Result<String, ExpandError> {
         if self.depth >= MAX_DEPTH {
-            return Err("substitutions nested too deeply".into());
+            return Err(ExpandError::TooDeep);
         }
         self.depth += 1;
         let result = self.dollar_inner();
@@ -283,7 +315,7 @@ impl Scanner<'_> {
         result
     }
 
-    fn dollar_inner(&mut self) -> Result<String, String> {
+    fn dollar_inner(&mut self) -> Result<String, ExpandError> {
         self.next();
         if self.peek() != Some('{') {
             let name = self.name();
@@ -298,13 +330,13 @@ impl Scanner<'_> {
         }
         self.next();
         match self.peek() {
-            None => return Err(MISSING_BRACE.into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            None => return Err(ExpandError::MissingBrace),
+            Some('{' | '}' | ':') => return Err(ExpandError::BadSubstitution),
             Some(_) => {}
         }
         let name = self.name();
         let Some(mut op) = self.next() else {
-            return Err(MISSING_BRACE.into());
+            return Err(ExpandError::MissingBrace);
         };
         let mut written = op.to_string();
         let mut null_is_unset = false;
@@ -319,13 +351,13 @@ impl Scanner<'_> {
             '/' => return self.replace(&name),
             ':' => {
                 null_is_unset = true;
-                op = self.next().ok_or(MISSING_BRACE)?;
+                op = self.next().ok_or(ExpandError::MissingBrace)?;
                 written.push(op);
             }
             _ => {}
         }
         if !matches!(op, '+' | '-' | '?' | '#' | '%') {
-            return Err(format!("unsupported modifier ({written}) in substitution"));
+            return Err(ExpandError::UnsupportedModifier { modifier: written });
         }
         // Patterns keep their escapes: `\*` there is a literal star.
         let raw = op == '#' || op == '%';
@@ -344,14 +376,12 @@ impl Scanner<'_> {
             '+' => Ok(if empty { String::new() } else { word }),
             '?' => match value {
                 Some(value) if !empty => Ok(value),
-                _ => {
-                    let message = match (&word, value.is_none()) {
-                        (word, _) if !word.is_empty() => word.as_str(),
-                        (_, true) => "is not allowed to be unset",
-                        (_, false) => "is not allowed to be empty",
-                    };
-                    Err(format!("{name}: {message}"))
-                }
+                _ if !word.is_empty() => Err(ExpandError::Required {
+                    name,
+                    message: word,
+                }),
+                None => Err(ExpandError::Unset { name }),
+                Some(_) => Err(ExpandError::Empty { name }),
             },
             _ => {
                 // `#`/`%` trim the shortest match, `##`/`%%` the longest.
@@ -359,8 +389,7 @@ impl Scanner<'_> {
                     Some(rest) => (true, rest),
                     None => (false, word.as_str()),
                 };
-                let pattern = Pattern::parse(pattern)
-                    .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+                let pattern = parse_pattern(pattern)?;
                 let value = value.unwrap_or_default();
                 Ok(if op == '#' {
                     pattern.trim_prefix(&value, greedy)
@@ -372,14 +401,14 @@ impl Scanner<'_> {
     }
 
     /// `${name/pattern/replacement}` and `${name//pattern/replacement}`.
-    fn replace(&mut self, name: &str) -> Result<String, String> {
+    fn replace(&mut self, name: &str) -> Result<String, ExpandError> {
         let all = self.peek() == Some('/');
         if all {
             self.next();
         }
         let (pattern, _) = self.until(Some('/'), true).map_err(|e| {
             if self.peek().is_none() {
-                "syntax error: missing '/' in ${}".to_owned()
+                ExpandError::MissingSlash
             } else {
                 e
             }
@@ -392,14 +421,13 @@ impl Scanner<'_> {
                 String::new()
             });
         };
-        let parsed = Pattern::parse(&pattern)
-            .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+        let parsed = parse_pattern(&pattern)?;
         Ok(parsed.replace(&value, &replacement, all))
     }
 
-    fn at_end_or(&self, error: String) -> String {
+    fn at_end_or(&self, error: ExpandError) -> ExpandError {
         if self.peek().is_none() {
-            MISSING_BRACE.into()
+            ExpandError::MissingBrace
         } else {
             error
         }
@@ -429,6 +457,13 @@ impl Scanner<'_> {
         }
         name
     }
+}
+
+fn parse_pattern(pattern: &str) -> Result<Pattern, ExpandError> {
+    Pattern::parse(pattern).map_err(|reason| ExpandError::Pattern {
+        pattern: pattern.to_owned(),
+        reason,
+    })
 }
 
 /// Splits instruction arguments into words the way the parser does (BuildKit's
@@ -518,7 +553,10 @@ mod tests {
     fn word(text: &str) -> Result<String, String> {
         let env = env();
         let vars = |name: &str| env.get(name).map(|v| v.to_string());
-        Lexer::new('\\', &vars).process(text).map(|p| p.word)
+        Lexer::new('\\', &vars)
+            .process(text)
+            .map(|p| p.word)
+            .map_err(|e| e.to_string())
     }
 
     fn words(text: &str) -> Vec<String> {

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 pub use error::Error;
 pub use heredoc::Heredoc;
-pub use lexer::Vars;
+pub use lexer::{ExpandError, Vars};
+pub use pattern::PatternError;
 
 use instruction::Line;
 
@@ -258,8 +259,8 @@ pub fn expand_word(word: &str, escape: char, vars: Vars<'_>) -> Result<String, E
     lexer::Lexer::new(escape, vars)
         .process(word)
         .map(|processed| processed.word)
-        .map_err(|message| Error::Word {
+        .map_err(|reason| Error::Word {
             word: word.to_owned(),
-            message,
+            reason,
         })
 }

@@ -2,6 +2,16 @@
 //! no bracket expressions (like BuildKit). Matching is a set-of-positions walk, so it
 //! is linear in the pattern times the value and never backtracks exponentially.
 
+/// Why a pattern could not be parsed: `\` may only escape `*`, `?`, `\`, `}` and `/`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("invalid escape '\\{escaped}'")]
+    InvalidEscape { escaped: char },
+
+    #[error("invalid escape at the end")]
+    EscapeAtEnd,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Token {
     Literal(char),
@@ -13,7 +23,7 @@ enum Token {
 pub(super) struct Pattern(Vec<Token>);
 
 impl Pattern {
-    pub fn parse(text: &str) -> Result<Pattern, String> {
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
         let mut tokens = Vec::new();
         let mut chars = text.chars().peekable();
         while let Some(ch) = chars.next() {
@@ -24,8 +34,8 @@ impl Pattern {
                 '\\' if matches!(chars.peek(), Some('}' | '/')) => continue,
                 '\\' => match chars.next() {
                     Some(escaped @ ('*' | '?' | '\\')) => Token::Literal(escaped),
-                    Some(other) => return Err(format!("invalid escape '\\{other}'")),
-                    None => return Err("invalid escape at the end".into()),
+                    Some(escaped) => return Err(PatternError::InvalidEscape { escaped }),
+                    None => return Err(PatternError::EscapeAtEnd),
                 },
                 other => Token::Literal(other),
             });

@@ -13,7 +13,29 @@ use serde::{Deserialize, Serialize};
 )]
 pub struct Error {
     value: String,
-    reason: String,
+    reason: Reason,
+}
+
+/// What is wrong with a port mapping, or with a protocol name on its own.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Reason {
+    #[error("\"{text}\" is not a port number (1-65535)")]
+    NotAPort { text: String },
+
+    #[error("the range {low}-{high} is reversed")]
+    Reversed { low: u16, high: u16 },
+
+    #[error("unknown protocol \"{protocol}\" (use tcp or udp)")]
+    UnknownProtocol { protocol: String },
+
+    #[error("\"{address}\" is not an IPv4 address")]
+    NotIpv4 { address: String },
+
+    #[error("too many colons")]
+    TooManyColons,
+
+    #[error("the host and container ranges differ in length")]
+    RangeLengths,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,13 +55,15 @@ impl fmt::Display for Protocol {
 }
 
 impl FromStr for Protocol {
-    type Err = String;
+    type Err = Reason;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(Protocol::Tcp),
             "udp" => Ok(Protocol::Udp),
-            other => Err(format!("unknown protocol \"{other}\" (use tcp or udp)")),
+            other => Err(Reason::UnknownProtocol {
+                protocol: other.to_owned(),
+            }),
         }
     }
 }
@@ -75,10 +99,10 @@ impl fmt::Display for Published {
     }
 }
 
-fn range(s: &str) -> Result<(u16, u16), String> {
-    let port = |p: &str| -> Result<u16, String> {
+fn range(s: &str) -> Result<(u16, u16), Reason> {
+    let port = |p: &str| -> Result<u16, Reason> {
         match p.parse::<u16>() {
-            Ok(0) | Err(_) => Err(format!("\"{p}\" is not a port number (1-65535)")),
+            Ok(0) | Err(_) => Err(Reason::NotAPort { text: p.to_owned() }),
             Ok(n) => Ok(n),
         }
     };
@@ -86,7 +110,7 @@ fn range(s: &str) -> Result<(u16, u16), String> {
         Some((a, b)) => {
             let (a, b) = (port(a)?, port(b)?);
             if a > b {
-                return Err(format!("the range {a}-{b} is reversed"));
+                return Err(Reason::Reversed { low: a, high: b });
             }
             Ok((a, b))
         }
@@ -96,7 +120,7 @@ fn range(s: &str) -> Result<(u16, u16), String> {
 
 /// Parses one `-p` value into the ports it publishes.
 pub fn parse(value: &str) -> Result<Vec<PortSpec>, Error> {
-    let err = |reason: String| Error {
+    let err = |reason: Reason| Error {
         value: value.to_string(),
         reason,
     };
@@ -109,14 +133,16 @@ pub fn parse(value: &str) -> Result<Vec<PortSpec>, Error> {
         [c] => (None, None, *c),
         [h, c] => (None, Some(*h), *c),
         [ip, h, c] => (Some(*ip), Some(*h), *c),
-        _ => return Err(err("too many colons".into())),
+        _ => return Err(err(Reason::TooManyColons)),
     };
     let host_ip = match ip {
         None | Some("") => None,
         Some(ip) => {
-            let ip: Ipv4Addr = ip
-                .parse()
-                .map_err(|_| err(format!("\"{ip}\" is not an IPv4 address")))?;
+            let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                err(Reason::NotIpv4 {
+                    address: ip.to_owned(),
+                })
+            })?;
             (!ip.is_unspecified()).then_some(ip)
         }
     };
@@ -129,7 +155,7 @@ pub fn parse(value: &str) -> Result<Vec<PortSpec>, Error> {
     if let Some((h_lo, h_hi)) = host
         && h_hi - h_lo != count
     {
-        return Err(err("the host and container ranges differ in length".into()));
+        return Err(err(Reason::RangeLengths));
     }
     Ok((0..=count)
         .map(|i| PortSpec {
@@ -212,6 +238,15 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        assert_eq!(
+            parse("90-80").unwrap_err().to_string(),
+            "invalid port mapping \"90-80\": the range 90-80 is reversed; \
+             expected [ip:][hostPort:]containerPort[/tcp|udp]"
+        );
+        assert_eq!(
+            "sctp".parse::<Protocol>().unwrap_err().to_string(),
+            "unknown protocol \"sctp\" (use tcp or udp)"
+        );
     }
 
     #[test]
