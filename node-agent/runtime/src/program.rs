@@ -96,26 +96,25 @@ pub(crate) fn prepare(
         .ctx(|| format!("switching to gid {gid}"))?;
     sys.setresuid(uid)
         .ctx(|| format!("switching to uid {uid}"))?;
-    for (set, value, name) in [
-        (
-            CapSet::Effective,
-            caps.and_then(|c| c.effective().as_ref()),
-            "effective",
-        ),
-        (
-            CapSet::Permitted,
-            caps.and_then(|c| c.permitted().as_ref()),
-            "permitted",
-        ),
-        (
-            CapSet::Inheritable,
-            caps.and_then(|c| c.inheritable().as_ref()),
-            "inheritable",
-        ),
-    ] {
+    let set = |set, name: &str, value| {
         sys.set_capabilities(set, &capability_set(value))
-            .ctx(|| format!("setting {name} capabilities"))?;
-    }
+            .ctx(|| format!("setting {name} capabilities"))
+    };
+    set(
+        CapSet::Effective,
+        "effective",
+        caps.and_then(|c| c.effective().as_ref()),
+    )?;
+    set(
+        CapSet::Permitted,
+        "permitted",
+        caps.and_then(|c| c.permitted().as_ref()),
+    )?;
+    set(
+        CapSet::Inheritable,
+        "inheritable",
+        caps.and_then(|c| c.inheritable().as_ref()),
+    )?;
     sys.clear_ambient()
         .ctx(|| "clearing ambient capabilities".into())?;
     for cap in capability_set(caps.and_then(|c| c.ambient().as_ref())) {

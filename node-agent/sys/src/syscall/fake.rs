@@ -2,6 +2,7 @@
 //! small map of the files the set-up asks about, and fails the calls it is told to.
 //! For tests of code that would otherwise need root.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::File;
@@ -313,8 +314,8 @@ impl Syscall for RecordingSyscall {
             link: owned(link),
         })?;
         match lock(&self.files).entry(owned(link)) {
-            std::collections::hash_map::Entry::Occupied(_) => Err(Error::Errno(Errno::EEXIST)),
-            std::collections::hash_map::Entry::Vacant(v) => {
+            Entry::Occupied(_) => Err(Error::Errno(Errno::EEXIST)),
+            Entry::Vacant(v) => {
                 v.insert(FileKind::Symlink);
                 Ok(())
             }
