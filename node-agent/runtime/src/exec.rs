@@ -192,7 +192,7 @@ fn enter_and_exec(
     if let Some(console) = console {
         nix::unistd::setsid().map_err(|e| fail("setsid", &e))?;
         init::attach_terminal(console)?;
-        return crate::program::exec_process(process, false);
+        return crate::program::exec_process(&berth_sys::syscall::Linux, process, false);
     }
     if !io.interactive || io.detach {
         let null = File::open("/dev/null").map_err(|e| fail("/dev/null", &e))?;
@@ -207,5 +207,5 @@ fn enter_and_exec(
         nix::unistd::dup2_stderr(null.as_fd()).map_err(|e| fail("stderr", &e))?;
         let _ = nix::unistd::setsid();
     }
-    crate::program::exec_process(process, false)
+    crate::program::exec_process(&berth_sys::syscall::Linux, process, false)
 }

@@ -4,23 +4,22 @@
 //! over a close-on-exec pipe (so a successful `execve` reads as end-of-file), and never
 //! returns.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
+use berth_sys::syscall::{FileKind, Linux, MOUNT_ATTR_RDONLY, Syscall};
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
-use nix::unistd::{
-    Gid, Uid, chdir, chown, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, sethostname, setsid,
-};
+use nix::sys::stat::{Mode, SFlag, makedev};
+use nix::unistd::{Gid, Uid, dup2_stderr, dup2_stdin, dup2_stdout};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::mounts::{self, Plan};
-use berth_sys::syscall as sys;
+use crate::program::ReadyToExec;
 
 /// Exit codes Docker uses for a process that could not be started.
 pub const EXIT_NOT_FOUND: i32 = 127;
@@ -151,9 +150,10 @@ fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
 }
 
 fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StartError> {
+    let sys = &Linux;
     set_stdio(args.stdio)?;
     reset_signals();
-    setsid().ctx(|| "setsid".into())?;
+    sys.setsid().ctx(|| "setsid".into())?;
 
     let mut byte = [0u8; 1];
     if !matches!(
@@ -163,28 +163,51 @@ fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, Star
         // The parent gave up on us (it failed to set up the cgroup, or died).
         berth_sys::process::exit_now(EXIT_SETUP_FAILED)
     }
-    let spec = args.spec;
+    let ready = set_up(sys, args.spec, args.rootfs, args.console.as_ref())?;
+    // Created: everything is in place but the program. Say so, then wait for start.
+    File::from(args.ready.try_clone().ctx(|| "ready pipe".into())?)
+        .write_all(b"r")
+        .ctx(|| "reporting the container created".into())?;
+    let mut byte = [0u8; 1];
+    match File::from(args.start.try_clone().ctx(|| "start gate".into())?).read(&mut byte) {
+        Ok(1) => ready.exec(sys),
+        // Deleted before it was started.
+        _ => berth_sys::process::exit_now(EXIT_SETUP_FAILED),
+    }
+}
+
+/// The container's set-up, once it is in its cgroup: namespaces finished, the root
+/// filesystem and its mounts, devices, masked and read-only paths, hostname, terminal,
+/// then the program's limits, identity and capabilities. What is left is `execve`.
+pub(crate) fn set_up(
+    sys: &dyn Syscall,
+    spec: &Spec,
+    rootfs: Option<&Rootfs>,
+    console: Option<&OwnedFd>,
+) -> Result<ReadyToExec, StartError> {
     if has_namespace(spec, LinuxNamespaceType::Cgroup) {
-        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "creating the cgroup namespace".into())?;
+        sys.unshare(CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "creating the cgroup namespace".into())?;
     }
     if has_namespace(spec, LinuxNamespaceType::Network) {
-        berth_sys::net::loopback_up().ctx(|| "bringing up the loopback interface".into())?;
+        sys.loopback_up()
+            .ctx(|| "bringing up the loopback interface".into())?;
     }
 
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
         MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
+        None,
     )
     .ctx(|| "making the host's mounts private to the container".into())?;
-    let root = match args.rootfs {
+    let root = match rootfs {
         Some(rootfs) => {
-            mount_rootfs(rootfs)?;
+            mount_rootfs(sys, rootfs)?;
             rootfs.merged.clone()
         }
-        None => bind_root(spec)?,
+        None => bind_root(sys, spec)?,
     };
 
     let plans = spec
@@ -202,78 +225,68 @@ fn start_container(args: &InitArgs<'_>) -> Result<std::convert::Infallible, Star
             source, recursive, ..
         } = p
         {
-            let is_dir = fs::metadata(source)
-                .ctx(|| format!("bind mount source {source}"))?
-                .is_dir();
-            let tree = sys::open_tree(Path::new(source), *recursive)
-                .ctx(|| format!("bind mount source {source}"))?;
+            let source = Path::new(source);
+            let what = || format!("bind mount source {}", source.display());
+            let is_dir = sys.file_kind(source, true).ctx(what)? == FileKind::Directory;
+            let tree = sys.open_tree(source, *recursive).ctx(what)?;
             trees.push(Some((tree, is_dir)));
         } else {
             trees.push(None);
         }
     }
 
-    enter_rootfs(&root)?;
+    enter_rootfs(sys, &root)?;
     for (p, tree) in plans.iter().zip(trees) {
-        apply_mount(p, tree)?;
+        apply_mount(sys, p, tree)?;
     }
     let linux = spec.linux().as_ref();
-    create_devices(spec)?;
+    create_devices(sys, spec)?;
     for path in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
         .flatten()
     {
-        mask_path(Path::new(path))?;
+        mask_path(sys, Path::new(path))?;
     }
     for path in linux
         .and_then(|l| l.readonly_paths().as_ref())
         .into_iter()
         .flatten()
     {
-        readonly_path(Path::new(path))?;
+        readonly_path(sys, Path::new(path))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        sys::mount_setattr(Path::new("/"), false, sys::MOUNT_ATTR_RDONLY)
+        sys.mount_setattr(Path::new("/"), false, MOUNT_ATTR_RDONLY)
             .ctx(|| "making the root filesystem read-only".into())?;
     }
     if let Some(hostname) = spec.hostname() {
-        sethostname(hostname).ctx(|| format!("setting hostname {hostname}"))?;
+        sys.sethostname(hostname)
+            .ctx(|| format!("setting hostname {hostname}"))?;
     }
-    if let Some(console) = &args.console {
+    if let Some(console) = console {
         attach_terminal(console)?;
     }
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| StartError::setup("spec", "no process"))?;
-    let ready = crate::program::prepare(process, true)?;
-    // Created: everything is in place but the program. Say so, then wait for start.
-    File::from(args.ready.try_clone().ctx(|| "ready pipe".into())?)
-        .write_all(b"r")
-        .ctx(|| "reporting the container created".into())?;
-    let mut byte = [0u8; 1];
-    match File::from(args.start.try_clone().ctx(|| "start gate".into())?).read(&mut byte) {
-        Ok(1) => ready.exec(),
-        // Deleted before it was started.
-        _ => berth_sys::process::exit_now(EXIT_SETUP_FAILED),
-    }
+    crate::program::prepare(sys, process, true)
 }
 
 /// An OCI bundle's root directory, bind-mounted onto itself so that it is a mount
 /// point `pivot_root` accepts.
-fn bind_root(spec: &Spec) -> Result<PathBuf, StartError> {
+fn bind_root(sys: &dyn Syscall, spec: &Spec) -> Result<PathBuf, StartError> {
     let root = spec
         .root()
         .as_ref()
         .map(|r| r.path().clone())
         .ok_or_else(|| StartError::setup("spec", "no root.path"))?;
-    mount(
+    sys.mount(
         Some(&root),
         &root,
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        None,
     )
     .ctx(|| format!("bind-mounting the root filesystem {}", root.display()))?;
     Ok(root)
@@ -290,10 +303,11 @@ pub fn attach_terminal(console: &OwnedFd) -> Result<(), StartError> {
     crate::tty::send(console, &master).ctx(|| "handing the terminal to the monitor".into())
 }
 
-fn mount_rootfs(rootfs: &Rootfs) -> Result<(), StartError> {
+fn mount_rootfs(sys: &dyn Syscall, rootfs: &Rootfs) -> Result<(), StartError> {
     // Relative lowerdir names keep the option string short however deep the image:
     // mount(2) takes at most one page of options.
-    chdir(&rootfs.layers_dir).ctx(|| format!("entering {}", rootfs.layers_dir.display()))?;
+    sys.chdir(&rootfs.layers_dir)
+        .ctx(|| format!("entering {}", rootfs.layers_dir.display()))?;
     let lower: Vec<&str> = rootfs.layers.iter().rev().map(String::as_str).collect();
     let options = format!(
         // No redirects or metadata-only copies, whatever the module's defaults: the
@@ -303,8 +317,8 @@ fn mount_rootfs(rootfs: &Rootfs) -> Result<(), StartError> {
         rootfs.upper.display(),
         rootfs.work.display()
     );
-    mount(
-        Some("overlay"),
+    sys.mount(
+        Some(Path::new("overlay")),
         &rootfs.merged,
         Some("overlay"),
         MsFlags::empty(),
@@ -318,28 +332,29 @@ fn mount_rootfs(rootfs: &Rootfs) -> Result<(), StartError> {
     })
 }
 
-fn enter_rootfs(root: &Path) -> Result<(), StartError> {
-    chdir(root).ctx(|| format!("entering {}", root.display()))?;
+fn enter_rootfs(sys: &dyn Syscall, root: &Path) -> Result<(), StartError> {
+    sys.chdir(root)
+        .ctx(|| format!("entering {}", root.display()))?;
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it
     // leaves only the container's root, with no path back to the host's.
-    pivot_root(".", ".").ctx(|| "pivot_root".into())?;
-    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the host's root".into())?;
-    chdir("/").ctx(|| "chdir /".into())
+    let here = Path::new(".");
+    sys.pivot_root(here, here).ctx(|| "pivot_root".into())?;
+    sys.umount2(here, MntFlags::MNT_DETACH)
+        .ctx(|| "detaching the host's root".into())?;
+    sys.chdir(Path::new("/")).ctx(|| "chdir /".into())
 }
 
-pub(crate) fn mkdir_all(path: &Path) -> Result<(), StartError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(path)
+pub(crate) fn mkdir_all(sys: &dyn Syscall, path: &Path) -> Result<(), StartError> {
+    sys.mkdir_all(path, 0o755)
         .ctx(|| format!("creating {}", path.display()))
 }
 
 /// A mount target must not resolve into /proc or /sys when it was not asked to be
 /// there: an image could otherwise aim a symlink at kernel interfaces.
-fn check_target(destination: &str) -> Result<(), StartError> {
-    let real =
-        fs::canonicalize(destination).ctx(|| format!("resolving mount target {destination}"))?;
+fn check_target(sys: &dyn Syscall, destination: &str) -> Result<(), StartError> {
+    let real = sys
+        .canonicalize(Path::new(destination))
+        .ctx(|| format!("resolving mount target {destination}"))?;
     for special in ["/proc", "/sys"] {
         if real.starts_with(special) && !Path::new(destination).starts_with(special) {
             return Err(StartError::setup(
@@ -351,7 +366,25 @@ fn check_target(destination: &str) -> Result<(), StartError> {
     Ok(())
 }
 
-fn apply_mount(plan: &Plan, tree: Option<(OwnedFd, bool)>) -> Result<(), StartError> {
+/// Sets the propagation the mount at `target` asked for, if any.
+fn propagate(
+    sys: &dyn Syscall,
+    target: &Path,
+    propagation: Option<MsFlags>,
+) -> Result<(), StartError> {
+    match propagation {
+        Some(p) => sys
+            .mount(None, target, None, p, None)
+            .ctx(|| format!("setting propagation of {}", target.display())),
+        None => Ok(()),
+    }
+}
+
+fn apply_mount(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    tree: Option<(OwnedFd, bool)>,
+) -> Result<(), StartError> {
     match (plan, tree) {
         (
             Plan::Bind {
@@ -365,29 +398,22 @@ fn apply_mount(plan: &Plan, tree: Option<(OwnedFd, bool)>) -> Result<(), StartEr
         ) => {
             let target = Path::new(destination);
             if is_dir {
-                mkdir_all(target)?;
-            } else if fs::symlink_metadata(target).is_err() {
+                mkdir_all(sys, target)?;
+            } else if sys.file_kind(target, false).is_err() {
                 if let Some(parent) = target.parent() {
-                    mkdir_all(parent)?;
+                    mkdir_all(sys, parent)?;
                 }
-                OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(target)
+                sys.create_file(target)
                     .ctx(|| format!("creating mount target {destination}"))?;
             }
-            check_target(destination)?;
-            sys::move_mount(tree.as_fd(), target).ctx(|| format!("mounting {destination}"))?;
+            check_target(sys, destination)?;
+            sys.move_mount(tree.as_fd(), target)
+                .ctx(|| format!("mounting {destination}"))?;
             if *attrs != 0 {
-                sys::mount_setattr(target, *recursive, *attrs)
+                sys.mount_setattr(target, *recursive, *attrs)
                     .ctx(|| format!("setting options of {destination}"))?;
             }
-            if let Some(p) = propagation {
-                mount(None::<&str>, target, None::<&str>, *p, None::<&str>)
-                    .ctx(|| format!("setting propagation of {destination}"))?;
-            }
-            Ok(())
+            propagate(sys, target, *propagation)
         }
         (
             Plan::Filesystem {
@@ -401,22 +427,18 @@ fn apply_mount(plan: &Plan, tree: Option<(OwnedFd, bool)>) -> Result<(), StartEr
             None,
         ) => {
             let target = Path::new(destination);
-            mkdir_all(target)?;
-            check_target(destination)?;
+            mkdir_all(sys, target)?;
+            check_target(sys, destination)?;
             let data = (!data.is_empty()).then_some(data.as_str());
-            mount(
-                Some(source.as_str()),
+            sys.mount(
+                Some(Path::new(source)),
                 target,
                 Some(fstype.as_str()),
                 *flags,
                 data,
             )
             .ctx(|| format!("mounting {fstype} at {destination}"))?;
-            if let Some(p) = propagation {
-                mount(None::<&str>, target, None::<&str>, *p, None::<&str>)
-                    .ctx(|| format!("setting propagation of {destination}"))?;
-            }
-            Ok(())
+            propagate(sys, target, *propagation)
         }
         _ => unreachable!("bind plans always come with a tree, filesystems never"),
     }
@@ -434,22 +456,24 @@ pub const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
 ];
 
 fn make_device(
+    sys: &dyn Syscall,
     path: &Path,
     kind: SFlag,
     mode: Mode,
     (major, minor): (i64, i64),
     owner: (Option<Uid>, Option<Gid>),
 ) -> Result<(), StartError> {
-    let _ = fs::remove_file(path);
-    mknod(path, kind, mode, makedev(major as u64, minor as u64))
+    let _ = sys.remove_file(path);
+    sys.mknod(path, kind, mode, makedev(major as u64, minor as u64))
         .ctx(|| format!("creating {}", path.display()))?;
     // mknod applies the umask; the spec's mode is what the device must have.
-    fs::set_permissions(path, fs::Permissions::from_mode(mode.bits()))
+    sys.chmod(path, mode.bits())
         .ctx(|| format!("chmod {}", path.display()))?;
-    chown(path, owner.0, owner.1).ctx(|| format!("chown {}", path.display()))
+    sys.chown(path, owner.0, owner.1)
+        .ctx(|| format!("chown {}", path.display()))
 }
 
-fn create_devices(spec: &Spec) -> Result<(), StartError> {
+fn create_devices(sys: &dyn Syscall, spec: &Spec) -> Result<(), StartError> {
     let devices = spec.linux().as_ref().and_then(|l| l.devices().as_ref());
     for d in devices.into_iter().flatten() {
         let kind = match d.typ() {
@@ -458,6 +482,7 @@ fn create_devices(spec: &Spec) -> Result<(), StartError> {
             _ => SFlag::S_IFCHR,
         };
         make_device(
+            sys,
             d.path(),
             kind,
             Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666)),
@@ -475,6 +500,7 @@ fn create_devices(spec: &Spec) -> Result<(), StartError> {
         if !listed(path) {
             let root = (Some(Uid::from_raw(0)), Some(Gid::from_raw(0)));
             make_device(
+                sys,
                 Path::new(path),
                 SFlag::S_IFCHR,
                 Mode::from_bits_truncate(0o666),
@@ -491,67 +517,55 @@ fn create_devices(spec: &Spec) -> Result<(), StartError> {
         ("/dev/ptmx", "pts/ptmx"),
         ("/dev/core", "/proc/kcore"),
     ] {
-        match std::os::unix::fs::symlink(target, link) {
+        match sys.symlink(Path::new(target), Path::new(link)) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.errno() == Some(Errno::EEXIST) => {}
             Err(e) => return Err(StartError::setup(format!("creating {link}"), e)),
         }
     }
     Ok(())
 }
 
-fn mask_path(path: &Path) -> Result<(), StartError> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
+fn mask_path(sys: &dyn Syscall, path: &Path) -> Result<(), StartError> {
+    let kind = match sys.file_kind(path, false) {
+        Ok(kind) => kind,
         Err(_) => return Ok(()),
     };
-    let result = if meta.is_dir() {
-        mount(
-            Some("tmpfs"),
+    let result = if kind == FileKind::Directory {
+        sys.mount(
+            Some(Path::new("tmpfs")),
             path,
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
-            None::<&str>,
+            None,
         )
     } else {
-        mount(
-            Some("/dev/null"),
+        sys.mount(
+            Some(Path::new("/dev/null")),
             path,
-            None::<&str>,
+            None,
             MsFlags::MS_BIND,
-            None::<&str>,
+            None,
         )
     };
     result.ctx(|| format!("masking {}", path.display()))
 }
 
-fn readonly_path(path: &Path) -> Result<(), StartError> {
-    if fs::symlink_metadata(path).is_err() {
+fn readonly_path(sys: &dyn Syscall, path: &Path) -> Result<(), StartError> {
+    if sys.file_kind(path, false).is_err() {
         return Ok(());
     }
-    mount(
+    sys.mount(
         Some(path),
         path,
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        None,
     )
     .ctx(|| format!("making {} read-only", path.display()))?;
-    sys::mount_setattr(path, true, sys::MOUNT_ATTR_RDONLY)
+    sys.mount_setattr(path, true, MOUNT_ATTR_RDONLY)
         .ctx(|| format!("making {} read-only", path.display()))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_errors_round_trip_through_the_pipe_format() {
-        let e = StartError {
-            code: 127,
-            message: "exec: \"x\": executable file not found in $PATH".into(),
-        };
-        assert_eq!(StartError::decode(&e.encode()), e);
-        assert_eq!(StartError::decode(b"garbage").code, EXIT_SETUP_FAILED);
-    }
-}
+mod tests;

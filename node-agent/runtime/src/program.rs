@@ -4,17 +4,16 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use berth_sys::syscall::{CapSet, FileKind, Syscall};
 use nix::errno::Errno;
-use nix::sys::resource::{Resource, setrlimit};
-use nix::unistd::{Gid, Uid, chdir, setresgid, setresuid};
+use nix::sys::resource::Resource;
+use nix::unistd::{AccessFlags, Gid, Uid};
 use oci_spec::runtime::Process;
 
 use crate::init::{Context, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, StartError, mkdir_all};
-use berth_sys::syscall as sys;
 
 fn capability_set(set: Option<&HashSet<oci_spec::runtime::Capability>>) -> caps::CapsHashSet {
     set.into_iter()
@@ -28,10 +27,11 @@ fn capability_set(set: Option<&HashSet<oci_spec::runtime::Capability>>) -> caps:
 /// With `create_cwd`, a missing working directory is created first (as Docker does
 /// for `-w` and WORKDIR).
 pub fn exec_process(
+    sys: &dyn Syscall,
     process: &Process,
     create_cwd: bool,
 ) -> Result<std::convert::Infallible, StartError> {
-    prepare(process, create_cwd)?.exec()
+    prepare(sys, process, create_cwd)?.exec(sys)
 }
 
 /// A process with its identity, limits and working directory in place and its
@@ -44,75 +44,89 @@ pub(crate) struct ReadyToExec {
 }
 
 impl ReadyToExec {
-    pub(crate) fn exec(self) -> Result<std::convert::Infallible, StartError> {
-        sys::cloexec_from(3).ctx(|| "close_range".into())?;
-        let err = nix::unistd::execve(&self.program, &self.argv, &self.envp).unwrap_err();
+    pub(crate) fn exec(self, sys: &dyn Syscall) -> Result<std::convert::Infallible, StartError> {
+        sys.cloexec_from(3).ctx(|| "close_range".into())?;
+        let err = sys.execve(&self.program, &self.argv, &self.envp);
         Err(exec_error(&self.argv0, err))
     }
 }
 
-pub(crate) fn prepare(process: &Process, create_cwd: bool) -> Result<ReadyToExec, StartError> {
+pub(crate) fn prepare(
+    sys: &dyn Syscall,
+    process: &Process,
+    create_cwd: bool,
+) -> Result<ReadyToExec, StartError> {
     for r in process.rlimits().iter().flatten() {
-        setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()).ctx(|| {
-            format!(
-                "setting {:?} to {}:{} (the hard limit may exceed what this host allows)",
-                r.typ(),
-                r.soft(),
-                r.hard()
-            )
-        })?;
+        sys.setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard())
+            .ctx(|| {
+                format!(
+                    "setting {:?} to {}:{} (the hard limit may exceed what this host allows)",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                )
+            })?;
     }
     let cwd = process.cwd();
-    if create_cwd && fs::symlink_metadata(cwd).is_err() {
-        mkdir_all(cwd)?;
+    if create_cwd && sys.file_kind(cwd, false).is_err() {
+        mkdir_all(sys, cwd)?;
     }
 
     let caps = process.capabilities().as_ref();
     let bounding = capability_set(caps.and_then(|c| c.bounding().as_ref()));
-    for cap in caps::runtime::thread_all_supported() {
+    for cap in sys.supported_capabilities() {
         if !bounding.contains(&cap) {
-            caps::drop(None, caps::CapSet::Bounding, cap)
+            sys.drop_bounding(cap)
                 .ctx(|| format!("dropping {cap} from the bounding set"))?;
         }
     }
     let user = process.user();
-    nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    sys.set_keepcaps(true)
+        .ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
     let groups: Vec<Gid> = user
         .additional_gids()
         .iter()
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups).ctx(|| "setting supplementary groups".into())?;
+    sys.setgroups(&groups)
+        .ctx(|| "setting supplementary groups".into())?;
     let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
-    setresgid(gid, gid, gid).ctx(|| format!("switching to gid {gid}"))?;
-    setresuid(uid, uid, uid).ctx(|| format!("switching to uid {uid}"))?;
-    caps::set(
-        None,
-        caps::CapSet::Effective,
-        &capability_set(caps.and_then(|c| c.effective().as_ref())),
-    )
-    .ctx(|| "setting effective capabilities".into())?;
-    caps::set(
-        None,
-        caps::CapSet::Permitted,
-        &capability_set(caps.and_then(|c| c.permitted().as_ref())),
-    )
-    .ctx(|| "setting permitted capabilities".into())?;
-    caps::set(
-        None,
-        caps::CapSet::Inheritable,
-        &capability_set(caps.and_then(|c| c.inheritable().as_ref())),
-    )
-    .ctx(|| "setting inheritable capabilities".into())?;
-    caps::clear(None, caps::CapSet::Ambient).ctx(|| "clearing ambient capabilities".into())?;
+    sys.setresgid(gid)
+        .ctx(|| format!("switching to gid {gid}"))?;
+    sys.setresuid(uid)
+        .ctx(|| format!("switching to uid {uid}"))?;
+    let set = |set, name: &str, value| {
+        sys.set_capabilities(set, &capability_set(value))
+            .ctx(|| format!("setting {name} capabilities"))
+    };
+    set(
+        CapSet::Effective,
+        "effective",
+        caps.and_then(|c| c.effective().as_ref()),
+    )?;
+    set(
+        CapSet::Permitted,
+        "permitted",
+        caps.and_then(|c| c.permitted().as_ref()),
+    )?;
+    set(
+        CapSet::Inheritable,
+        "inheritable",
+        caps.and_then(|c| c.inheritable().as_ref()),
+    )?;
+    sys.clear_ambient()
+        .ctx(|| "clearing ambient capabilities".into())?;
     for cap in capability_set(caps.and_then(|c| c.ambient().as_ref())) {
-        caps::raise(None, caps::CapSet::Ambient, cap).ctx(|| format!("raising ambient {cap}"))?;
+        sys.raise_ambient(cap)
+            .ctx(|| format!("raising ambient {cap}"))?;
     }
     if process.no_new_privileges() == Some(true) {
-        nix::sys::prctl::set_no_new_privs().ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+        sys.set_no_new_privs()
+            .ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     }
-    chdir(cwd).ctx(|| format!("changing to working directory {}", cwd.display()))?;
+    sys.chdir(cwd)
+        .ctx(|| format!("changing to working directory {}", cwd.display()))?;
 
     let args = process.args().as_deref().unwrap_or_default();
     let argv0 = args
@@ -123,7 +137,7 @@ pub(crate) fn prepare(process: &Process, create_cwd: bool) -> Result<ReadyToExec
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(crate::DEFAULT_PATH);
-    let program = find_executable(argv0, path_var)?;
+    let program = find_executable(sys, argv0, path_var)?;
     let cstr = |s: &str| {
         CString::new(s)
             .map_err(|_| StartError::setup("argument", format!("{s:?} contains a NUL byte")))
@@ -161,27 +175,22 @@ fn exec_error(argv0: &str, err: Errno) -> StartError {
 }
 
 /// `$PATH` lookup as execvp does it, with Docker's error messages.
-fn find_executable(argv0: &str, path_var: &str) -> Result<PathBuf, StartError> {
+fn find_executable(sys: &dyn Syscall, argv0: &str, path_var: &str) -> Result<PathBuf, StartError> {
     if argv0.contains('/') {
         // Checked here, not left to execve, so that a created container is one that
         // can start (as runc does).
-        return match fs::metadata(argv0) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(exec_error(argv0, Errno::ENOENT))
-            }
+        return match sys.file_kind(Path::new(argv0), true) {
+            Err(e) if e.errno() == Some(Errno::ENOENT) => Err(exec_error(argv0, Errno::ENOENT)),
             _ => Ok(PathBuf::from(argv0)),
         };
     }
     let mut denied = None;
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(argv0);
-        let Ok(meta) = fs::metadata(&candidate) else {
-            continue;
-        };
-        if !meta.is_file() {
+        if sys.file_kind(&candidate, true).ok() != Some(FileKind::Regular) {
             continue;
         }
-        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+        if sys.access(&candidate, AccessFlags::X_OK).is_ok() {
             return Ok(candidate);
         }
         denied.get_or_insert(candidate);
@@ -220,6 +229,8 @@ fn rlimit_resource(typ: oci_spec::runtime::PosixRlimitType) -> Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_sys::syscall::Linux;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -229,20 +240,23 @@ mod tests {
         fs::write(&exe, "#!/bin/sh\n").unwrap();
         fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
         let path = format!("/nonexistent:{}", dir.path().display());
-        assert_eq!(find_executable("tool", &path).unwrap(), exe);
+        assert_eq!(find_executable(&Linux, "tool", &path).unwrap(), exe);
         assert_eq!(
-            find_executable("missing", &path).unwrap_err().code,
+            find_executable(&Linux, "missing", &path).unwrap_err().code,
             EXIT_NOT_FOUND
         );
-        assert_eq!(find_executable(exe.to_str().unwrap(), "").unwrap(), exe);
         assert_eq!(
-            find_executable("./rel/x", &path).unwrap_err().code,
+            find_executable(&Linux, exe.to_str().unwrap(), "").unwrap(),
+            exe
+        );
+        assert_eq!(
+            find_executable(&Linux, "./rel/x", &path).unwrap_err().code,
             EXIT_NOT_FOUND,
             "a path is checked too"
         );
         fs::write(dir.path().join("data"), "").unwrap();
         assert_eq!(
-            find_executable("data", &path).unwrap_err().code,
+            find_executable(&Linux, "data", &path).unwrap_err().code,
             EXIT_CANNOT_EXEC
         );
     }

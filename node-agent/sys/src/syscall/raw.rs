@@ -1,5 +1,5 @@
-//! The few raw system calls the runtime needs that `nix` does not wrap: the fd-based
-//! mount API, pidfds and `close_range`.
+//! The raw system calls `nix` does not wrap: the fd-based mount API, pidfds and
+//! `close_range`.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
