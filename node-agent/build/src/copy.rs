@@ -38,13 +38,8 @@ pub enum Error {
     BadMode { text: String },
     #[error("\"{name}\" cannot name a file: it must be one path component")]
     NotPlainName { name: String },
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] berth_sys::fs::IoError),
     #[error("copying {} to {}: {source}", from.display(), to.display())]
     Copy {
         from: PathBuf,
@@ -65,12 +60,8 @@ pub enum Error {
 
 impl Error {
     fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
+        let io = berth_sys::fs::io_error(action, path);
+        move |source| Error::Io(io(source))
     }
 }
 
@@ -501,11 +492,7 @@ fn finish(
     mode: u32,
     mtime: Option<TimeSpec>,
 ) -> Result<(), Error> {
-    let failed = |source| Error::Io {
-        action: "setting the attributes of",
-        path: path.into(),
-        source,
-    };
+    let failed = |source: io::Error| Error::io("setting the attributes of", path)(source);
     if let Some((uid, gid)) = owner {
         lchown(path, Some(uid), Some(gid)).map_err(failed)?;
     }

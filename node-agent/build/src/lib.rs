@@ -97,13 +97,8 @@ pub enum Error {
         #[source]
         source: lifecycle::Error,
     },
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] berth_sys::fs::IoError),
     #[error("the build ended without {0}; this is a bug in berth, please report it")]
     Incomplete(&'static str),
     #[error("the build was interrupted")]
@@ -112,11 +107,7 @@ pub enum Error {
 
 impl Error {
     fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(berth_sys::fs::io_error(action, path)(source))
     }
 }
 

@@ -43,13 +43,8 @@ pub enum Error {
     )]
     UsedByStopped { image: String, container: String },
 
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] berth_sys::fs::IoError),
 
     /// Something in the store itself is wrong: a missing blob, a digest that does not
     /// match, a manifest that does not parse.
@@ -88,12 +83,8 @@ impl Error {
         action: &'static str,
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(io::Error) -> Error {
-        let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
+        let io = berth_sys::fs::io_error(action, path);
+        move |source| Error::Io(io(source))
     }
 
     pub(crate) fn bad_input(what: impl Into<String>, reason: impl Into<String>) -> Error {

@@ -3,9 +3,33 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+
+/// A file operation that failed: what was being done, to which path, and why. The
+/// error every layer reports file failures with (`reading /x: No such file...`).
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct IoError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// For `map_err`: `.map_err(io_error("reading", &path))`.
+pub fn io_error(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> IoError {
+    let path = path.into();
+    move |source| IoError {
+        action,
+        path,
+        source,
+    }
+}
 
 /// Replaces `path` with `data` so that readers see either the old or the new content,
 /// never a mix. With `durable`, the data is on disk before the rename makes it visible
