@@ -56,12 +56,14 @@ impl Selection {
                 "--exact" => s.exact = true,
                 "--list" => s.list = true,
                 "--skip" => s.skip.extend(args.next()),
-                _ if a.starts_with("--skip=") => s.skip.push(a["--skip=".len()..].to_string()),
                 _ if WITH_VALUE.contains(&a.as_str()) => {
                     args.next();
                 }
-                _ if a.starts_with('-') => {}
-                _ => s.filters.push(a),
+                _ => match a.strip_prefix("--skip=") {
+                    Some(skip) => s.skip.push(skip.to_string()),
+                    None if a.starts_with('-') => {}
+                    None => s.filters.push(a),
+                },
             }
         }
         s

@@ -234,7 +234,10 @@ impl Cluster {
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok())
             .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-            .is_some_and(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+            .is_some_and(|s| {
+                !s.lines()
+                    .any(|l| l.starts_with("State:") && l.contains('Z'))
+            })
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
@@ -433,7 +436,9 @@ pub fn leftovers(dir: &Path, id: &str) -> Vec<String> {
     }
     let dir_text = dir.display().to_string();
     let me = std::process::id().to_string();
-    for pid in names("/proc", |n| n.bytes().all(|b| b.is_ascii_digit()) && n != me) {
+    for pid in names("/proc", |n| {
+        n.bytes().all(|b| b.is_ascii_digit()) && n != me
+    }) {
         let environ = std::fs::read(format!("{pid}/environ")).unwrap_or_default();
         let cmdline = std::fs::read(format!("{pid}/cmdline")).unwrap_or_default();
         let ours = environ.split(|b| *b == 0).any(|e| {

@@ -24,11 +24,17 @@ fn main() -> ExitCode {
         &[
             ("apply_spreads_and_serves", apply_spreads_and_serves),
             ("scale_up_and_down", scale_up_and_down),
-            ("agent_restart_adopts_containers", agent_restart_adopts_containers),
+            (
+                "agent_restart_adopts_containers",
+                agent_restart_adopts_containers,
+            ),
             ("controller_restart_mid_scale", controller_restart_mid_scale),
             ("apiserver_restart", apiserver_restart),
             ("standby_controller_waits", standby_controller_waits),
-            ("delete_app_removes_containers", delete_app_removes_containers),
+            (
+                "delete_app_removes_containers",
+                delete_app_removes_containers,
+            ),
             ("invalid_app_refused", invalid_app_refused),
             ("missing_image_reported", missing_image_reported),
             ("host_loss_reschedules", host_loss_reschedules),
@@ -145,7 +151,10 @@ fn scale_up_and_down(c: &Cluster) {
     wait_running(c, "scaled", 6);
     for host in HOSTS {
         assert_eq!(
-            c.running("scaled").iter().filter(|(_, n)| n == host).count(),
+            c.running("scaled")
+                .iter()
+                .filter(|(_, n)| n == host)
+                .count(),
             2,
             "two on {host}: {:?}",
             c.running("scaled")
@@ -194,7 +203,9 @@ fn controller_restart_mid_scale(c: &Cluster) {
     wait_running(c, "midscale", 6);
     let all = c.all_replicas("midscale");
     assert_eq!(all.len(), 6, "{all:?}");
-    c.wait_for("6 containers", LONG, || c.app_container_count("midscale") == 6);
+    c.wait_for("6 containers", LONG, || {
+        c.app_container_count("midscale") == 6
+    });
 }
 
 /// kube-apiserver killed and started again: the controller and the agents watch again and
@@ -314,7 +325,9 @@ fn host_loss_reschedules(c: &Cluster) {
         let r = c.running("survivor");
         r.len() == 3 && r.iter().all(|(_, n)| n != "h3")
     });
-    c.wait_for("h3 shown not ready", LONG, || c.node_ready("h3") == "Unknown");
+    c.wait_for("h3 shown not ready", LONG, || {
+        c.node_ready("h3") == "Unknown"
+    });
     assert_eq!(c.node_ready("h1"), "True");
     assert_eq!(c.node_ready("h2"), "True");
 

@@ -30,7 +30,11 @@ fn use_it(c: &Cluster) {
         c.running("cycle").len() == 3
     });
     for h in HOSTS {
-        assert_eq!(c.app_containers(h, "cycle").len(), 1, "one container on {h}");
+        assert_eq!(
+            c.app_containers(h, "cycle").len(),
+            1,
+            "one container on {h}"
+        );
     }
 }
 
