@@ -11,8 +11,11 @@
 #   cluster.sh restart-apiserver DIR  kill kube-apiserver (SIGKILL) and start it again
 #
 # Binaries come from $BERTH_BIN (default: target/debug of this checkout). Timing for tests:
-# BERTH_LEASE_SECONDS (agents' Lease, default 15), BERTH_NODE_GRACE (seconds a NotReady host
-# keeps its Replicas, default 30), BERTH_RESYNC (agent sync interval, default 3).
+# BERTH_LEASE_SECONDS (agents' Lease, default 15), BERTH_CONTROLLER_LEASE_SECONDS (the
+# controllers' leader Lease, default BERTH_LEASE_SECONDS; a leader that cannot renew it for
+# that long exits, as during an API server restart longer than it), BERTH_NODE_GRACE
+# (seconds a NotReady host keeps its Replicas, default 30), BERTH_RESYNC (agent sync
+# interval, default 3).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -89,7 +92,7 @@ cmd_controller() {
     start)
         alive "$dir/$name.pid" >/dev/null && die "controller $name already runs"
         KUBECONFIG="$dir/cp/berth-controller.kubeconfig" BERTH_CLUSTER_DIR="$dir" setsid "$bin/berth-controller" \
-            --identity "$name" --lease-seconds "${BERTH_LEASE_SECONDS:-15}" \
+            --identity "$name" --lease-seconds "${BERTH_CONTROLLER_LEASE_SECONDS:-${BERTH_LEASE_SECONDS:-15}}" \
             --node-grace-seconds "${BERTH_NODE_GRACE:-30}" --resync-seconds 5 \
             >>"$dir/$name.log" 2>&1 </dev/null &
         echo $! >"$dir/$name.pid"

@@ -145,6 +145,10 @@ fn script(args: &[&str]) -> Output {
         .env("BERTH_BIN", binaries())
         // Short enough for a test to see hosts come and go.
         .env("BERTH_LEASE_SECONDS", "6")
+        // The leader's Lease outlasts an API server restart on a loaded machine (several
+        // seconds, RBAC answering Forbidden for a while after): a leader that cannot renew
+        // it exits, for a supervisor to start again, and these clusters have none.
+        .env("BERTH_CONTROLLER_LEASE_SECONDS", "30")
         .env("BERTH_NODE_GRACE", "6")
         .env("BERTH_RESYNC", "2")
         .output()
@@ -331,11 +335,19 @@ impl Cluster {
     pub fn wait_for(&self, what: &str, timeout: Duration, check: impl FnMut() -> bool) {
         wait_until(what, timeout, check, || {
             format!(
-                "replicas:\n{}\nhosts:\n{}",
+                "replicas:\n{}\nhosts:\n{}\nthe controller's last words:\n{}",
                 text(&self.kubectl(&["get", "replicas", "-o", "wide"])),
-                text(&self.kubectl(&["get", "berthnodes", "-o", "wide"]))
+                text(&self.kubectl(&["get", "berthnodes", "-o", "wide"])),
+                self.log_tail("controller.log", 15)
             )
         });
+    }
+
+    /// The last `n` lines of a log in the cluster's directory.
+    pub fn log_tail(&self, log: &str, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Names of the containers on `host` (running or not).
@@ -349,15 +361,17 @@ impl Cluster {
             .collect()
     }
 
-    /// The containers of the App's Replicas (in namespace default) on `host`, by name
-    /// (`default.<app>-<suffix>`).
+    /// The containers of the App's Replicas (in namespace default) on `host`, by name:
+    /// `default.<app>-<revision hash>-<slot>` (an App named `<app>-<hex>` would pass too:
+    /// the tests give their Apps names that do not nest so).
     pub fn app_containers(&self, host: &str, app: &str) -> BTreeSet<String> {
         let prefix = format!("default.{app}-");
         self.containers(host)
             .into_iter()
             .filter(|c| {
-                c.strip_prefix(&prefix)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('-'))
+                c.strip_prefix(&prefix).is_some_and(|rest| {
+                    !rest.is_empty() && rest.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+                })
             })
             .collect()
     }
