@@ -140,6 +140,11 @@ pub fn take_down_on_signals() {
 
 /// `e2e/scripts/cluster.sh ARGS...` with this build's binaries and short test timings.
 fn script(args: &[&str]) -> Output {
+    script_with(args, &[])
+}
+
+/// The same, with more environment (overriding the timings).
+fn script_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(repo().join("e2e/scripts/cluster.sh"))
         .args(args)
         .env("BERTH_BIN", binaries())
@@ -151,6 +156,7 @@ fn script(args: &[&str]) -> Output {
         .env("BERTH_CONTROLLER_LEASE_SECONDS", "30")
         .env("BERTH_NODE_GRACE", "6")
         .env("BERTH_RESYNC", "2")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -225,23 +231,36 @@ impl Cluster {
 
     /// `cluster.sh WHAT DIR ARGS...`, which must succeed.
     pub fn control(&self, what: &str, args: &[&str]) {
+        self.control_with(what, args, &[]);
+    }
+
+    /// The same, with more environment (`BERTH_NODE_GRACE`...).
+    pub fn control_with(&self, what: &str, args: &[&str], env: &[(&str, &str)]) {
         let mut all = vec![what, self.dir.to_str().unwrap()];
         all.extend_from_slice(args);
-        let out = self.script(&all);
+        let out = script_with(&all, env);
         assert!(out.status.success(), "cluster.sh {all:?}: {}", text(&out));
     }
 
-    /// Whether the process recorded in `pidfile` (relative to the cluster's directory)
-    /// runs.
+    /// The command line of the process recorded in `pidfile` (relative to the cluster's
+    /// directory), arguments separated by spaces, if it runs.
+    pub fn cmdline(&self, pidfile: &str) -> Option<String> {
+        let pid = std::fs::read_to_string(self.dir.join(pidfile)).ok()?;
+        let pid = pid.trim().parse::<u32>().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        if status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
+            return None;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        Some(String::from_utf8_lossy(&cmdline).replace('\0', " "))
+    }
+
+    /// Whether the process recorded in `pidfile` runs.
     pub fn runs(&self, pidfile: &str) -> bool {
-        std::fs::read_to_string(self.dir.join(pidfile))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-            .is_some_and(|s| {
-                !s.lines()
-                    .any(|l| l.starts_with("State:") && l.contains('Z'))
-            })
+        self.cmdline(pidfile).is_some()
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
