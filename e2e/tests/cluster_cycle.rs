@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2e::{Cluster, HOSTS, text};
+use e2e::{Cluster, text};
 
 fn main() -> ExitCode {
     e2e::take_down_on_signals();
@@ -29,13 +29,10 @@ fn use_it(c: &Cluster) {
     c.wait_for("3 running replicas", Duration::from_secs(90), || {
         c.running("cycle").len() == 3
     });
-    for h in HOSTS {
-        assert_eq!(
-            c.app_containers(h, "cycle").len(),
-            1,
-            "one container on {h}"
-        );
-    }
+    // Where they run is the scheduler's business (cluster.rs checks the spread).
+    c.wait_for("3 containers", Duration::from_secs(90), || {
+        c.app_container_count("cycle") == 3
+    });
 }
 
 fn cluster_down_then_up_twice(_: &()) {
