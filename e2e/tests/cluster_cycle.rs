@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     )
 }
 
-/// Containers on every host, so that `down` has namespaces with something in them to
+/// Containers on the hosts, so that `down` has namespaces with something in them to
 /// tear down (container veths and bridges inside the hosts' namespaces), as after real use.
 fn use_it(c: &Cluster) {
     let app = "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: cycle\nspec:\n  replicas: 3\n  template:\n    image: base:latest\n    args: [httpd, -f, -p, \"8080\", -h, /var/www]\n";
