@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -102,6 +103,16 @@ fn control_plane_bin() -> PathBuf {
 /// the lock, so an interrupted run waits for a `down` under way instead of racing it.
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Set once a signal has come: from then on the tests' threads wait (for the exit) instead
+/// of talking to clusters being taken down, whose addresses would soon lead nowhere.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+fn stop_here_if_stopping() {
+    while STOPPING.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -126,10 +137,11 @@ pub fn take_down_on_signals() {
         let mut signal = 0;
         // SAFETY: `set` is initialised; sigwait writes the signal number.
         unsafe { libc::sigwait(&set, &mut signal) };
+        STOPPING.store(true, Ordering::SeqCst);
         eprintln!("signal {signal}: taking the clusters down");
         let mut dirs = live();
         for dir in dirs.drain(..) {
-            let out = script(&["down", dir.to_str().unwrap()]);
+            let out = run_script(&["down", dir.to_str().unwrap()], &[]);
             if !out.status.success() {
                 eprintln!("cluster down {}: {}", dir.display(), text(&out));
             }
@@ -145,6 +157,14 @@ fn script(args: &[&str]) -> Output {
 
 /// The same, with more environment (overriding the timings).
 fn script_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    stop_here_if_stopping();
+    run_script(args, env)
+}
+
+/// The same, even once a signal has come: for taking clusters down (the signal thread's
+/// `down`, and a `down` under way, which holds the lock of [`LIVE`] the signal thread waits
+/// for).
+fn run_script(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(repo().join("e2e/scripts/cluster.sh"))
         .args(args)
         .env("BERTH_BIN", binaries())
@@ -221,7 +241,7 @@ impl Cluster {
         let mut live = live();
         self.up = false;
         live.retain(|d| d != &self.dir);
-        let out = self.script(&["down", self.dir.to_str().unwrap()]);
+        let out = run_script(&["down", self.dir.to_str().unwrap()], &[]);
         assert!(out.status.success(), "cluster down: {}", text(&out));
     }
 
@@ -264,6 +284,7 @@ impl Cluster {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
+        stop_here_if_stopping();
         Command::new(&self.kubectl)
             .args(args)
             .env("KUBECONFIG", self.dir.join("cp/admin.kubeconfig"))
@@ -432,7 +453,7 @@ impl Drop for Cluster {
         if self.up {
             let mut live = live();
             live.retain(|d| d != &self.dir);
-            let out = self.script(&["down", self.dir.to_str().unwrap()]);
+            let out = run_script(&["down", self.dir.to_str().unwrap()], &[]);
             if !out.status.success() {
                 eprintln!("cluster down: {}", text(&out));
             }
