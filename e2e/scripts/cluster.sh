@@ -114,8 +114,14 @@ cmd_restart_apiserver() {
     while [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.05; done
     setsid "${argv[@]}" </dev/null >>"$dir/cp/kube-apiserver.log" 2>&1 &
     echo $! >"$pidfile"
-    for _ in $(seq 600); do "$here/control-plane.sh" status "$dir/cp" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    die "kube-apiserver did not come back"
+    # As long as control-plane.sh up waits for it: a loaded machine takes a while.
+    local deadline=$((SECONDS + ${BERTH_CP_TIMEOUT:-180}))
+    while [ $SECONDS -lt $deadline ]; do
+        "$here/control-plane.sh" status "$dir/cp" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    tail -n 20 "$dir/cp/kube-apiserver.log" >&2
+    die "kube-apiserver did not come back within ${BERTH_CP_TIMEOUT:-180}s"
 }
 
 # The cgroups berth made for host H's containers (one per v1 hierarchy, or one on v2).

@@ -168,8 +168,10 @@ fn run_script(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(repo().join("e2e/scripts/cluster.sh"))
         .args(args)
         .env("BERTH_BIN", binaries())
-        // Short enough for a test to see hosts come and go.
-        .env("BERTH_LEASE_SECONDS", "6")
+        // Short enough for a test to see hosts come and go, long enough that an agent
+        // slowed down by a loaded machine does not miss a renewal (its host would look
+        // not ready, and Replicas be placed elsewhere).
+        .env("BERTH_LEASE_SECONDS", "10")
         // The leader's Lease outlasts an API server restart on a loaded machine (several
         // seconds, RBAC answering Forbidden for a while after): a leader that cannot renew
         // it exits, for a supervisor to start again, and these clusters have none.

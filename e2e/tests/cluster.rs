@@ -219,7 +219,7 @@ fn controller_restart_mid_scale(c: &Cluster) {
 ///
 /// While the API server is away (and for a few seconds after it is back, while its RBAC
 /// cache fills and it answers Forbidden), no agent can renew its Lease: with the suite's
-/// 6 s Leases and 6 s grace the controller would take every host for lost and make all
+/// 10 s Leases and 6 s grace the controller would take every host for lost and make all
 /// Replicas again elsewhere. So the controller runs with a grace longer than an API server
 /// restart meanwhile (as it would in production, where the grace is 30 s or more), and
 /// with the usual one again afterwards ([`fresh`] also sees to it).
