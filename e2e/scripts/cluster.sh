@@ -11,8 +11,11 @@
 #   cluster.sh restart-apiserver DIR  kill kube-apiserver (SIGKILL) and start it again
 #
 # Binaries come from $BERTH_BIN (default: target/debug of this checkout). Timing for tests:
-# BERTH_LEASE_SECONDS (agents' Lease, default 15), BERTH_NODE_GRACE (seconds a NotReady host
-# keeps its Replicas, default 30), BERTH_RESYNC (agent sync interval, default 3).
+# BERTH_LEASE_SECONDS (agents' Lease, default 15), BERTH_CONTROLLER_LEASE_SECONDS (the
+# controllers' leader Lease, default BERTH_LEASE_SECONDS; a leader that cannot renew it for
+# that long exits, as during an API server restart longer than it), BERTH_NODE_GRACE
+# (seconds a NotReady host keeps its Replicas, default 30), BERTH_RESYNC (agent sync
+# interval, default 3).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,12 +39,16 @@ alive() {
     [ -d "/proc/$pid" ] && grep -q "$dir" "/proc/$pid/environ" 2>/dev/null && echo "$pid"
 }
 
+# Gone, or a zombie (nothing left of it but its exit status).
+gone() { [ ! -d "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
 stop_pid() {
     local pidfile=$1 signal=${2:-TERM} pid
     if pid=$(alive "$pidfile"); then
         kill -"$signal" "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+        for _ in $(seq 50); do gone "$pid" && break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do gone "$pid" && break; sleep 0.1; done
     fi
     rm -f "$pidfile"
 }
@@ -85,7 +92,7 @@ cmd_controller() {
     start)
         alive "$dir/$name.pid" >/dev/null && die "controller $name already runs"
         KUBECONFIG="$dir/cp/berth-controller.kubeconfig" BERTH_CLUSTER_DIR="$dir" setsid "$bin/berth-controller" \
-            --identity "$name" --lease-seconds "${BERTH_LEASE_SECONDS:-15}" \
+            --identity "$name" --lease-seconds "${BERTH_CONTROLLER_LEASE_SECONDS:-${BERTH_LEASE_SECONDS:-15}}" \
             --node-grace-seconds "${BERTH_NODE_GRACE:-30}" --resync-seconds 5 \
             >>"$dir/$name.log" 2>&1 </dev/null &
         echo $! >"$dir/$name.pid"
@@ -107,8 +114,72 @@ cmd_restart_apiserver() {
     while [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.05; done
     setsid "${argv[@]}" </dev/null >>"$dir/cp/kube-apiserver.log" 2>&1 &
     echo $! >"$pidfile"
-    for _ in $(seq 600); do "$here/control-plane.sh" status "$dir/cp" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    die "kube-apiserver did not come back"
+    # As long as control-plane.sh up waits for it: a loaded machine takes a while.
+    local deadline=$((SECONDS + ${BERTH_CP_TIMEOUT:-180}))
+    while [ $SECONDS -lt $deadline ]; do
+        "$here/control-plane.sh" status "$dir/cp" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    tail -n 20 "$dir/cp/kube-apiserver.log" >&2
+    die "kube-apiserver did not come back within ${BERTH_CP_TIMEOUT:-180}s"
+}
+
+# The cgroups berth made for host H's containers (one per v1 hierarchy, or one on v2).
+host_cgroups() { ls -d /sys/fs/cgroup/berth-"$id-$1" /sys/fs/cgroup/*/berth-"$id-$1" 2>/dev/null || true; }
+
+# Processes of this cluster that outlived what stopped them: agents, controllers and
+# container monitors carry the cluster's directory in their environment (exactly: a
+# shell that merely points KUBECONFIG into DIR is not ours), containers are in the hosts'
+# cgroups. SIGKILLed, and waited for.
+ours() {
+    local e
+    while IFS= read -r -d '' e; do
+        [ "$e" = "BERTH_CLUSTER_DIR=$dir" ] && return 0
+        case $e in "BERTH_ROOT=$dir/hosts/"*) return 0 ;; esac
+    done <"/proc/$1/environ"
+    return 1
+} 2>/dev/null
+
+kill_leftovers() {
+    local pids=() p
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] && continue
+        ours "$p" && pids+=("$p")
+    done
+    local cg
+    for i in $(seq "$hosts"); do
+        for cg in $(host_cgroups "h$i"); do
+            # shellcheck disable=SC2046
+            pids+=($(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null))
+        done
+    done
+    [ ${#pids[@]} -eq 0 ] && return 0
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    for p in "${pids[@]}"; do
+        for _ in $(seq 100); do gone "$p" && break; sleep 0.05; done
+    done
+}
+
+# Network names of this cluster (id) in the root namespace: the bridge, the root-side
+# veth ends, the hosts' namespaces.
+our_links() { ls -d /sys/class/net/bc"$id" /sys/class/net/vc"$id"* 2>/dev/null | sed 's|.*/||' || true; }
+our_netns() { ls -d /run/netns/berth-"$id"-* 2>/dev/null | sed 's|.*/||' || true; }
+
+# Removes this cluster's links and namespaces. Deleting a veth's root-side end removes
+# both ends at once; deleting a namespace only drops its name, and the kernel tears down
+# what was in it (its veth end, hence our end too) later, a minute or more on a busy
+# machine: an `up` meanwhile would find its names taken (RTNETLINK answers: File exists).
+clear_net() {
+    local l n
+    for l in $(our_links); do ip link del "$l" 2>/dev/null || true; done
+    for n in $(our_netns); do ip netns del "$n" 2>/dev/null || true; done
+    for _ in $(seq 100); do
+        [ -z "$(our_links)$(our_netns)" ] && return 0
+        for l in $(our_links); do ip link del "$l" 2>/dev/null || true; done
+        sleep 0.1
+    done
+    die "could not remove $(our_links) $(our_netns)"
 }
 
 cmd_up() {
@@ -131,6 +202,9 @@ cmd_up() {
     printf 'id=%s\nnet=%s\nhosts=%s\n' "$id" "$net" "$hosts" >"$dir/cluster.env"
     trap 'echo "cluster: up failed; cleaning up" >&2; cmd_down "$dir" >&2' ERR
 
+    # What an earlier cluster in DIR left behind (a down that was interrupted, or a
+    # machine that crashed) would make the names below taken.
+    clear_net
     ip link add "bc$id" type bridge
     ip addr add "$net.1/24" dev "bc$id"
     ip link set "bc$id" up
@@ -183,10 +257,15 @@ cmd_down() {
                 cmd_berth "$dir" "$h" rm -f "$c" >/dev/null 2>&1 || true
             done
         fi
-        ip netns del "berth-$id-$h" 2>/dev/null || true
-        for cg in /sys/fs/cgroup/*/"berth-$id-$h"; do [ -d "$cg" ] && rmdir "$cg" 2>/dev/null || true; done
     done
-    ip link del "bc$id" 2>/dev/null || true
+    kill_leftovers
+    for i in $(seq "$hosts"); do
+        # Deepest first: a cgroup with children cannot be removed.
+        for cg in $(host_cgroups "h$i"); do
+            find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        done
+    done
+    clear_net
     "$here/control-plane.sh" down "$dir/cp" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }

@@ -1,241 +1,117 @@
 //! Cluster mode end to end, as root: a real kube-apiserver and etcd, three hosts (network
 //! namespaces with their own berth state, each running berth-agent) and berth-controller,
-//! driven with kubectl. One cluster serves every scenario, in order.
+//! driven with kubectl.
+//!
+//! One cluster serves every scenario; each is its own reported test (see e2e::harness for
+//! why this runner and not libtest's). They run one at a time in the order below, each on
+//! an App of its own name, after [`fresh`] has removed every App and made sure every host
+//! and the controller run (so one that fails leaves nothing in the next one's way). The
+//! ones that stop parts of the cluster (an agent, the controller, the API server, a host)
+//! put them back themselves, and [`fresh`] again if they fail midway; the host loss comes
+//! last. Every wait polls a condition with a deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
 
-use serde_json::Value;
+use e2e::{Cluster, HOSTS, text};
 
-/// The repository. Cargo says where at run time too: a test binary built in another
-/// checkout sharing the target directory, and not rebuilt, would point at that one.
-fn repo() -> PathBuf {
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    manifest.parent().unwrap().to_path_buf()
-}
-
-/// Where cargo put this workspace's binaries (target/<profile>).
-fn binaries() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for b in ["berth", "berth-agent", "berth-controller"] {
-        assert!(
-            dir.join(b).exists(),
-            "{} is missing: run `cargo build --workspace --bins` first",
-            dir.join(b).display()
-        );
-    }
-    dir
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+fn main() -> ExitCode {
+    e2e::take_down_on_signals();
+    e2e::harness::run(
+        || Cluster::up(&std::env::temp_dir().join(format!("berth-e2e-{}", std::process::id()))),
+        fresh,
+        &[
+            ("apply_spreads_and_serves", apply_spreads_and_serves),
+            ("scale_up_and_down", scale_up_and_down),
+            (
+                "agent_restart_adopts_containers",
+                agent_restart_adopts_containers,
+            ),
+            ("controller_restart_mid_scale", controller_restart_mid_scale),
+            ("apiserver_restart", apiserver_restart),
+            ("standby_controller_waits", standby_controller_waits),
+            (
+                "delete_app_removes_containers",
+                delete_app_removes_containers,
+            ),
+            ("invalid_app_refused", invalid_app_refused),
+            ("missing_image_reported", missing_image_reported),
+            ("host_loss_reschedules", host_loss_reschedules),
+        ],
     )
 }
 
-struct Cluster {
-    dir: PathBuf,
-    kubectl: PathBuf,
-    id: String,
-}
+/// Long enough for a loaded two-core machine; the waits end as soon as their condition
+/// holds.
+const LONG: Duration = Duration::from_secs(90);
 
-impl Cluster {
-    fn up() -> Cluster {
-        assert!(is_root(), "the e2e tests need root");
-        let built = Command::new(repo().join("e2e/scripts/build-control-plane.sh"))
-            .output()
-            .unwrap();
-        assert!(
-            built.status.success(),
-            "building the control plane: {}",
-            text(&built)
-        );
-        let bin = PathBuf::from(
-            String::from_utf8_lossy(&built.stdout)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or_default(),
-        );
-        let dir = std::env::temp_dir().join(format!("berth-e2e-{}", std::process::id()));
-        let mut c = Cluster {
-            kubectl: bin.join("kubectl"),
-            dir,
-            id: String::new(),
-        };
-        let out = c.script(&["up", &c.dir.display().to_string()]);
-        assert!(out.status.success(), "cluster up: {}", text(&out));
-        let env = std::fs::read_to_string(c.dir.join("cluster.env")).unwrap();
-        c.id = env
-            .lines()
-            .find_map(|l| l.strip_prefix("id="))
-            .unwrap()
-            .to_string();
-        c
+/// Before each scenario: the standby controller stopped, the controller and every agent
+/// running, every host Ready, no App, no Replica, no container left.
+fn fresh(c: &Cluster) {
+    c.control("controller", &["standby", "stop"]);
+    // Running, with the usual settings (apiserver_restart changes them for a while).
+    let usual = c
+        .cmdline("controller.pid")
+        .is_some_and(|cmd| cmd.contains("--node-grace-seconds 6 "));
+    if !usual {
+        c.control("controller", &["controller", "stop"]);
+        c.control("controller", &["controller", "start"]);
     }
-
-    fn script(&self, args: &[&str]) -> Output {
-        Command::new(repo().join("e2e/scripts/cluster.sh"))
-            .args(args)
-            .env("BERTH_BIN", binaries())
-            // Short enough for a test to see hosts come and go.
-            .env("BERTH_LEASE_SECONDS", "6")
-            .env("BERTH_NODE_GRACE", "6")
-            .env("BERTH_RESYNC", "2")
-            .output()
-            .unwrap()
+    for h in HOSTS {
+        if !c.runs(&format!("hosts/{h}/agent.pid")) {
+            c.control("agent", &[h, "start"]);
+        }
     }
-
-    fn control(&self, what: &str, args: &[&str]) {
-        let mut all = vec![what, self.dir.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let out = self.script(&all);
-        assert!(out.status.success(), "cluster.sh {all:?}: {}", text(&out));
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(&self.kubectl)
-            .args(args)
-            .env("KUBECONFIG", self.dir.join("cp/admin.kubeconfig"))
-            .output()
-            .unwrap()
-    }
-
-    fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn apply(&self, yaml: &str) -> Output {
-        let path = self.dir.join("apply.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        self.kubectl(&["apply", "-f", path.to_str().unwrap()])
-    }
-
-    /// `berth` as one host sees it.
-    fn berth(&self, host: &str, args: &[&str]) -> String {
-        let mut all = vec!["berth", self.dir.to_str().unwrap(), host];
-        all.extend_from_slice(args);
-        let out = self.script(&all);
-        assert!(
-            out.status.success(),
-            "berth on {host} {args:?}: {}",
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The App's Replicas: name -> (node, phase, ready).
-    fn replicas(&self, app: &str) -> BTreeMap<String, (String, String, bool)> {
-        let out = self.kubectl_ok(&[
-            "get",
-            "replicas",
-            "-l",
-            &format!("berth.dev/app={app}"),
-            "-o",
-            "json",
-        ]);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        v["items"]
-            .as_array()
-            .unwrap()
+    c.kubectl_ok(&["delete", "apps", "--all", "--timeout=60s"]);
+    c.wait_for("no replica left", LONG, || {
+        c.kubectl_ok(&["get", "replicas", "-o", "name"]).is_empty()
+    });
+    c.wait_for("every host Ready and empty", LONG, || {
+        HOSTS
             .iter()
-            .filter(|r| r["metadata"]["deletionTimestamp"].is_null())
-            .map(|r| {
-                (
-                    r["metadata"]["name"].as_str().unwrap().to_string(),
-                    (
-                        r["spec"]["nodeName"].as_str().unwrap().to_string(),
-                        r["status"]["phase"].as_str().unwrap_or("").to_string(),
-                        r["status"]["ready"].as_bool().unwrap_or(false),
-                    ),
-                )
-            })
-            .collect()
-    }
-
-    fn running(&self, app: &str) -> Vec<(String, String)> {
-        self.replicas(app)
-            .into_iter()
-            .filter(|(_, (_, phase, ready))| phase == "Running" && *ready)
-            .map(|(n, (node, ..))| (n, node))
-            .collect()
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; replicas: {}",
-                self.kubectl_ok(&["get", "replicas", "-o", "wide"])
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// Names of the containers on `host` (running or not).
-    fn containers(&self, host: &str) -> BTreeSet<String> {
-        let table = self.berth(host, &["ps", "-a"]);
-        table
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().last())
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn container_json(&self, host: &str, name: &str) -> Value {
-        let v: Value = serde_json::from_str(&self.berth(host, &["inspect", name])).unwrap();
-        v[0].clone()
-    }
+            .all(|h| c.node_ready(h) == "True" && c.containers(h).is_empty())
+    });
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
+/// An App serving "hello from berth" on port 8080 (busybox httpd).
+fn app(name: &str, replicas: u32) -> String {
+    app_on(name, replicas, None)
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let out = self.script(&["down", self.dir.to_str().unwrap()]);
-        if !out.status.success() {
-            eprintln!("cluster down: {}", text(&out));
-        }
-    }
-}
-
-fn hello(replicas: u32) -> String {
+/// The same, only on `host` when given.
+fn app_on(name: &str, replicas: u32, host: Option<&str>) -> String {
+    let placement = host.map_or(String::new(), |h| {
+        format!("  placement:\n    nodeSelector:\n      berth.dev/host: {h}\n")
+    });
     format!(
-        "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: hello\nspec:\n  replicas: {replicas}\n  template:\n    image: base:latest\n    args: [httpd, -f, -p, \"8080\", -h, /var/www]\n    ports:\n      - containerPort: 8080\n"
+        "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n{placement}  template:\n    image: base:latest\n    args: [httpd, -f, -p, \"8080\", -h, /var/www]\n    ports:\n      - containerPort: 8080\n"
     )
 }
 
-const LONG: Duration = Duration::from_secs(60);
+fn apply_ok(c: &Cluster, yaml: &str) {
+    let out = c.apply(yaml);
+    assert!(out.status.success(), "kubectl apply: {}", text(&out));
+}
 
-#[test]
-fn cluster_mode_end_to_end() {
-    let c = Cluster::up();
+fn wait_running(c: &Cluster, app: &str, n: usize) {
+    c.wait_for(&format!("{n} running replicas of {app}"), LONG, || {
+        c.running(app).len() == n
+    });
+}
 
-    // Three Replicas, spread over three hosts, each a container really serving in its
-    // host's network namespace.
-    let out = c.apply(&hello(3));
-    assert!(out.status.success(), "{}", text(&out));
-    c.wait_for("3 running replicas", LONG, || c.running("hello").len() == 3);
-    let nodes: BTreeSet<String> = c.running("hello").into_iter().map(|(_, n)| n).collect();
-    assert_eq!(nodes.len(), 3, "one replica per host");
-    for (name, node) in c.running("hello") {
+fn scale(c: &Cluster, app: &str, n: u32) {
+    c.kubectl_ok(&["scale", &format!("app/{app}"), &format!("--replicas={n}")]);
+}
+
+/// Three Replicas, spread over three hosts, each a container really serving in its host's
+/// network namespace; the App's status counts them.
+fn apply_spreads_and_serves(c: &Cluster) {
+    apply_ok(c, &app("spread", 3));
+    wait_running(c, "spread", 3);
+    let nodes: BTreeSet<String> = c.running("spread").into_iter().map(|(_, n)| n).collect();
+    assert_eq!(nodes.len(), 3, "one replica per host: {nodes:?}");
+    for (name, node) in c.running("spread") {
         let container = format!("default.{name}");
         assert!(
             c.containers(&node).contains(&container),
@@ -245,94 +121,147 @@ fn cluster_mode_end_to_end() {
             .as_str()
             .unwrap()
             .to_string();
-        let page = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/berth-{}-{node}", c.id))
-            .args(["curl", "-sS", "-m", "5", &format!("http://{ip}:8080/")])
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&page.stdout),
-            "<h1>hello from berth</h1>\n",
-            "{}",
-            text(&page)
-        );
+        // The Replica is ready once its container runs; httpd may take a moment longer
+        // to listen.
+        c.wait_for(&format!("{container} serving at {ip}"), LONG, || {
+            let page = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/berth-{}-{node}", c.id))
+                .args(["curl", "-sS", "-m", "5", &format!("http://{ip}:8080/")])
+                .output()
+                .unwrap();
+            let served = String::from_utf8_lossy(&page.stdout) == "<h1>hello from berth</h1>\n";
+            if !served {
+                eprintln!("{container}: {}", text(&page));
+            }
+            served
+        });
     }
-    c.wait_for("the App's status", LONG, || {
+    c.wait_for("the App's status to say 3/3", LONG, || {
         c.kubectl_ok(&[
             "get",
             "app",
-            "hello",
+            "spread",
             "-o",
             "jsonpath={.status.readyReplicas}/{.status.availableReplicas}",
         ]) == "3/3"
     });
+}
 
-    // Scale through the /scale subresource: 3 -> 6 -> 1.
-    c.kubectl_ok(&["scale", "app/hello", "--replicas=6"]);
-    c.wait_for("6 running replicas", LONG, || c.running("hello").len() == 6);
-    for host in ["h1", "h2", "h3"] {
+/// Scaling through the /scale subresource: 3 -> 6 (two per host) -> 1, the other
+/// containers removed.
+fn scale_up_and_down(c: &Cluster) {
+    apply_ok(c, &app("scaled", 3));
+    wait_running(c, "scaled", 3);
+    scale(c, "scaled", 6);
+    wait_running(c, "scaled", 6);
+    for host in HOSTS {
         assert_eq!(
-            c.running("hello").iter().filter(|(_, n)| n == host).count(),
+            c.running("scaled")
+                .iter()
+                .filter(|(_, n)| n == host)
+                .count(),
             2,
-            "two on {host}"
+            "two on {host}: {:?}",
+            c.running("scaled")
         );
     }
-    c.kubectl_ok(&["scale", "app/hello", "--replicas=1"]);
-    c.wait_for("1 replica", LONG, || c.replicas("hello").len() == 1);
+    scale(c, "scaled", 1);
+    c.wait_for("1 replica", LONG, || c.replicas("scaled").len() == 1);
     c.wait_for("the other containers gone", LONG, || {
-        ["h1", "h2", "h3"]
-            .iter()
-            .map(|h| c.containers(h).len())
-            .sum::<usize>()
-            == 1
+        c.app_container_count("scaled") == 1
     });
+    wait_running(c, "scaled", 1);
+}
 
-    // An agent killed and restarted adopts its containers: no restart.
-    let (name, node) = c.running("hello").remove(0);
+/// An agent killed and started again adopts its containers: no restart. The App is pinned
+/// to one host, so that scaling it afterwards makes the new agent act there: once the new
+/// Replica runs, the new agent has synced, with the old container in its view.
+fn agent_restart_adopts_containers(c: &Cluster) {
+    apply_ok(c, &app_on("adopted", 1, Some("h2")));
+    wait_running(c, "adopted", 1);
+    let (name, node) = c.running("adopted").remove(0);
+    assert_eq!(node, "h2");
     let container = format!("default.{name}");
     let before = c.container_json(&node, &container)["State"]["StartedAt"].clone();
     c.control("agent", &[&node, "kill"]);
     c.control("agent", &[&node, "start"]);
-    std::thread::sleep(Duration::from_secs(5));
+    scale(c, "adopted", 2);
+    wait_running(c, "adopted", 2);
     let after = c.container_json(&node, &container);
     assert_eq!(
         after["State"]["StartedAt"], before,
         "the container was not restarted"
     );
     assert_eq!(after["State"]["Running"], true);
-    assert_eq!(c.running("hello").len(), 1);
+    assert!(c.running("adopted").iter().any(|(n, _)| n == &name));
+    assert_eq!(c.app_containers(&node, "adopted").len(), 2);
+}
 
-    // The controller killed in the middle of scaling up finishes after its restart, with
-    // no duplicate and no missing Replica.
-    c.kubectl_ok(&["scale", "app/hello", "--replicas=6"]);
+/// The controller killed in the middle of scaling up finishes after its restart, with no
+/// duplicate and no missing Replica.
+fn controller_restart_mid_scale(c: &Cluster) {
+    apply_ok(c, &app("midscale", 1));
+    wait_running(c, "midscale", 1);
+    scale(c, "midscale", 6);
     c.control("controller", &["controller", "kill"]);
     c.control("controller", &["controller", "start"]);
-    c.wait_for("6 running replicas after the restart", LONG, || {
-        c.running("hello").len() == 6
+    wait_running(c, "midscale", 6);
+    let all = c.all_replicas("midscale");
+    assert_eq!(all.len(), 6, "{all:?}");
+    c.wait_for("6 containers", LONG, || {
+        c.app_container_count("midscale") == 6
     });
-    let all = c.kubectl_ok(&["get", "replicas", "-o", "name"]);
-    assert_eq!(all.lines().count(), 6, "{all}");
+}
 
-    // kube-apiserver killed and started again: the controller and the agents watch again
-    // and carry on (a scale made afterwards is carried out).
-    c.control("restart-apiserver", &[]);
-    c.kubectl_ok(&["scale", "app/hello", "--replicas=3"]);
-    c.wait_for(
-        "3 running replicas after the apiserver restart",
-        LONG,
-        || c.running("hello").len() == 3,
+/// kube-apiserver killed and started again: the controller and the agents watch again and
+/// carry on (a scale made afterwards is carried out, down to the containers), and the
+/// Replicas running meanwhile are left alone.
+///
+/// While the API server is away (and for a few seconds after it is back, while its RBAC
+/// cache fills and it answers Forbidden), no agent can renew its Lease: with the suite's
+/// 10 s Leases and 6 s grace the controller would take every host for lost and make all
+/// Replicas again elsewhere. So the controller runs with a grace longer than an API server
+/// restart meanwhile (as it would in production, where the grace is 30 s or more), and
+/// with the usual one again afterwards ([`fresh`] also sees to it).
+fn apiserver_restart(c: &Cluster) {
+    c.control("controller", &["controller", "stop"]);
+    c.control_with(
+        "controller",
+        &["controller", "start"],
+        &[("BERTH_NODE_GRACE", "60")],
     );
-    c.wait_for("the other containers gone", LONG, || {
-        ["h1", "h2", "h3"]
-            .iter()
-            .map(|h| c.containers(h).len())
-            .sum::<usize>()
-            == 3
+    apply_ok(c, &app("rewatch", 4));
+    wait_running(c, "rewatch", 4);
+    let before: BTreeSet<String> = c.replicas("rewatch").into_keys().collect();
+    c.control("restart-apiserver", &[]);
+    scale(c, "rewatch", 2);
+    c.wait_for("2 replicas after the apiserver restart", LONG, || {
+        c.replicas("rewatch").len() == 2
     });
+    c.wait_for("the other containers gone", LONG, || {
+        c.app_container_count("rewatch") == 2
+    });
+    wait_running(c, "rewatch", 2);
+    let after: BTreeSet<String> = c.replicas("rewatch").into_keys().collect();
+    assert!(
+        after.is_subset(&before),
+        "replicas made again: {after:?}, were {before:?}; the controller said:\n{}",
+        c.log_tail("controller.log", 30)
+    );
+    // And up again: new Replicas are made and started.
+    scale(c, "rewatch", 3);
+    wait_running(c, "rewatch", 3);
+    c.control("controller", &["controller", "stop"]);
+    c.control("controller", &["controller", "start"]);
+}
 
-    // A second controller waits while the first leads.
+/// A second controller waits while the first leads.
+fn standby_controller_waits(c: &Cluster) {
     c.control("controller", &["standby", "start"]);
-    std::thread::sleep(Duration::from_secs(3));
+    let log = || std::fs::read_to_string(c.dir.join("standby.log")).unwrap_or_default();
+    c.wait_for("the standby to see the leader", LONG, || {
+        log().contains("another controller leads")
+    });
     let holder = c.kubectl_ok(&[
         "get",
         "lease",
@@ -343,22 +272,34 @@ fn cluster_mode_end_to_end() {
         "jsonpath={.spec.holderIdentity}",
     ]);
     assert_eq!(holder, "controller");
-    let standby_log = std::fs::read_to_string(c.dir.join("standby.log")).unwrap();
-    assert!(
-        standby_log.contains("another controller leads"),
-        "{standby_log}"
-    );
-    assert!(!standby_log.contains("leading"), "{standby_log}");
+    let log = log();
+    assert!(!log.contains("leading"), "{log}");
+    // The leader still does its work meanwhile.
+    apply_ok(c, &app("led", 1));
+    wait_running(c, "led", 1);
     c.control("controller", &["standby", "stop"]);
+}
 
-    // Deleting the App removes every container on every host.
-    c.kubectl_ok(&["delete", "app", "hello", "--timeout=60s"]);
-    for host in ["h1", "h2", "h3"] {
-        assert!(c.containers(host).is_empty(), "containers left on {host}");
+/// Deleting an App removes every container of it on every host before the delete returns
+/// (the Replicas' finalizer), and its Replicas.
+fn delete_app_removes_containers(c: &Cluster) {
+    apply_ok(c, &app("doomed", 3));
+    wait_running(c, "doomed", 3);
+    assert_eq!(c.app_container_count("doomed"), 3);
+    c.kubectl_ok(&["delete", "app", "doomed", "--timeout=60s"]);
+    c.wait_for("the replicas gone", LONG, || {
+        c.all_replicas("doomed").is_empty()
+    });
+    for host in HOSTS {
+        assert!(
+            c.app_containers(host, "doomed").is_empty(),
+            "containers left on {host}"
+        );
     }
-    assert_eq!(c.kubectl_ok(&["get", "replicas", "-o", "name"]), "");
+}
 
-    // Invalid Apps are refused by the API server, with the reason.
+/// Invalid Apps are refused by the API server, with the reasons.
+fn invalid_app_refused(c: &Cluster) {
     let bad = "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: bad\nspec:\n  replicas: -1\n  template:\n    ports:\n      - containerPort: 70000\n";
     let out = c.apply(bad);
     assert!(!out.status.success());
@@ -370,31 +311,14 @@ fn cluster_mode_end_to_end() {
     ] {
         assert!(message.contains(reason), "{reason} in {message}");
     }
+    let out = c.kubectl(&["get", "app", "bad"]);
+    assert!(!out.status.success(), "{}", text(&out));
+}
 
-    // A host that stops: its Replicas come back on the others once its Lease has expired
-    // and the grace period passed.
-    assert!(c.apply(&hello(3)).status.success());
-    c.wait_for("3 running replicas", LONG, || c.running("hello").len() == 3);
-    c.control("agent", &["h3", "kill"]);
-    c.wait_for("the replicas moved off h3", LONG, || {
-        let r = c.running("hello");
-        r.len() == 3 && r.iter().all(|(_, n)| n != "h3")
-    });
-    let readiness = |node: &str| {
-        c.kubectl_ok(&[
-            "get",
-            "berthnode",
-            node,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ])
-    };
-    c.wait_for("h3 shown not ready", LONG, || readiness("h3") == "Unknown");
-    assert_eq!(readiness("h1"), "True");
-
-    // An image no host has: the Replica and the App say so, and nothing loops hot.
+/// An image no host has: the Replica and the App say so.
+fn missing_image_reported(c: &Cluster) {
     let ghost = "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: ghost\nspec:\n  replicas: 1\n  template:\n    image: localhost:1/nosuch:latest\n";
-    assert!(c.apply(ghost).status.success());
+    apply_ok(c, ghost);
     c.wait_for("the replica's reason", LONG, || {
         c.kubectl_ok(&[
             "get",
@@ -415,4 +339,30 @@ fn cluster_mode_end_to_end() {
         ]) == "ImageNotFound"
     });
     c.kubectl_ok(&["delete", "app", "ghost", "--timeout=60s"]);
+}
+
+/// A host that stops: its Replicas come back on the others once its Lease has expired and
+/// the grace period passed, and it is shown not ready. Back, it is Ready again and removes
+/// the containers of the Replicas that moved away.
+fn host_loss_reschedules(c: &Cluster) {
+    apply_ok(c, &app("survivor", 3));
+    wait_running(c, "survivor", 3);
+    assert_eq!(c.app_containers("h3", "survivor").len(), 1);
+    c.control("agent", &["h3", "kill"]);
+    c.wait_for("the replicas moved off h3", LONG, || {
+        let r = c.running("survivor");
+        r.len() == 3 && r.iter().all(|(_, n)| n != "h3")
+    });
+    c.wait_for("h3 shown not ready", LONG, || {
+        c.node_ready("h3") == "Unknown"
+    });
+    assert_eq!(c.node_ready("h1"), "True");
+    assert_eq!(c.node_ready("h2"), "True");
+
+    c.control("agent", &["h3", "start"]);
+    c.wait_for("h3 Ready again", LONG, || c.node_ready("h3") == "True");
+    c.wait_for("h3's stale container removed", LONG, || {
+        c.app_containers("h3", "survivor").is_empty()
+    });
+    assert_eq!(c.running("survivor").len(), 3);
 }
