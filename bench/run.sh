@@ -24,6 +24,7 @@ cleanup() {
     fi
     podman rmi -f berth-bench >/dev/null 2>&1 || true
     umount -R "$work/docker" 2>/dev/null || true
+    for d in "${cgdirs[@]:-}"; do [ -n "$d" ] && rmdir "$d" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -41,8 +42,28 @@ c["process"]["args"] = ["true"]; c["process"]["terminal"] = False
 json.dump(c, open(p, "w"))
 PY
 
-commands=(-n "berth" "$berth run --rm --network none bench:latest true"
+# The limit berth is measured against: the same namespaces and root with nothing else,
+# and that plus what the kernel charges to move a process into the cgroups a berth
+# container joins by default (v1: devices and memory; v2: its one cgroup). On cgroup v1
+# each cgroup.procs write waits for an RCU grace period.
+rootfs=$work/bundle/rootfs
+bare="unshare --fork --pid --mount --uts --ipc --net chroot $rootfs /bin/true"
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    cgdirs=(/sys/fs/cgroup/berth-bench-bare)
+else
+    cgdirs=(/sys/fs/cgroup/devices/berth-bench-bare /sys/fs/cgroup/memory/berth-bench-bare)
+fi
+mkdir -p "${cgdirs[@]}"
+join=""
+for d in "${cgdirs[@]}"; do join+="echo \$\$ > $d/cgroup.procs; "; done
+commands=(-n "unshare + chroot (bare)" "$bare"
+          -n "bare + cgroup join" "sh -c '${join}exec $bare'"
+          -n "berth" "$berth run --rm --network none bench:latest true"
           -n "runc" "runc --root $work/runc run --bundle $work/bundle bench")
+# BERTH_BEFORE=path: an older berth binary, measured in the same run.
+if [ -n "${BERTH_BEFORE:-}" ]; then
+    commands+=(-n "berth (before)" "$BERTH_BEFORE run --rm --network none bench:latest true")
+fi
 
 # Debian's client, matching its engine (a newer client may sit earlier in PATH).
 docker=/usr/bin/docker
