@@ -5,7 +5,7 @@ BUILD := build
 BERTH := $(or $(CARGO_TARGET_DIR),target)/release/berth
 DEMO_PORT ?= 8000
 
-.PHONY: all build demo test lint unit bench base-busybox base-python pybase-tar demo-stop clean crds crds-check cluster cluster-down \
+.PHONY: all build deps-demo deps-test demo test lint unit bench base-busybox base-python pybase-tar demo-stop clean crds crds-check cluster cluster-down \
 	control-plane control-plane-up control-plane-down control-plane-smoke control-plane-mod
 
 all: build
@@ -37,7 +37,14 @@ pybase-tar: $(PYBASE_TAR)
 base-python: build $(PYBASE_TAR)
 	@$(BERTH) inspect pybase:latest >/dev/null 2>&1 || $(BERTH) import $(PYBASE_TAR) pybase:latest
 
-demo: base-python
+# What make demo and make test need from Debian, installed when missing (as root).
+deps-demo:
+	@scripts/install-deps.sh demo
+
+deps-test:
+	@scripts/install-deps.sh test
+
+demo: deps-demo base-python
 	@scripts/demo.sh $(BERTH) $(DEMO_PORT)
 
 demo-stop:
@@ -59,7 +66,7 @@ unit:
 
 # Real containers and a real control plane (built from the Go module proxy the first
 # time, then cached under ~/.cache/berth): run as root.
-test: lint control-plane pybase-tar
+test: deps-test lint control-plane pybase-tar
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace -- --test-threads=4
 
