@@ -12,7 +12,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -168,7 +168,7 @@ impl Runtime {
             id: id.to_string(),
             source,
         };
-        let cgroup = Cgroup::new(Hierarchy::detect().map_err(cgroup_err)?, &cgroup_path);
+        let cgroup = cgroup_of(id, &cgroup_path)?;
         let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
         cgroup.create(resources).map_err(cgroup_err)?;
         let made = (|| {
@@ -239,7 +239,7 @@ impl Runtime {
         // Non-blocking: with no reader (the process is gone) this fails at once.
         let opened = OpenOptions::new()
             .write(true)
-            .custom_flags(libc_nonblock())
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
             .open(&gate)
             .and_then(|mut f| f.write_all(b"s"));
         opened.map_err(|source| Error::Io {
@@ -283,11 +283,7 @@ impl Runtime {
         }
         // Reap it if it is ours (a caller that created and deletes in one process).
         let _ = waitpid(record.process.pid(), Some(WaitPidFlag::WNOHANG));
-        let hierarchy = Hierarchy::detect().map_err(|source| Error::Cgroup {
-            id: id.to_string(),
-            source,
-        })?;
-        Cgroup::new(hierarchy, &record.cgroup)
+        cgroup_of(id, &record.cgroup)?
             .remove()
             .map_err(|source| Error::Cgroup {
                 id: id.to_string(),
@@ -305,11 +301,7 @@ impl Runtime {
         let record = self.load(id)?;
         require(&record, "exec", ContainerState::Running)?;
         let spec = load_spec(&record.bundle)?;
-        let hierarchy = Hierarchy::detect().map_err(|source| Error::Cgroup {
-            id: id.to_string(),
-            source,
-        })?;
-        let cgroup = Cgroup::new(hierarchy, &record.cgroup);
+        let cgroup = cgroup_of(id, &record.cgroup)?;
         crate::exec::exec(record.process.pid(), &spec, &cgroup, process, io).map_err(|source| {
             Error::Exec {
                 id: id.to_string(),
@@ -343,12 +335,16 @@ fn make_gate(path: &Path) -> io::Result<OwnedFd> {
     Ok(file.into())
 }
 
-fn libc_nonblock() -> i32 {
-    nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC
+/// The container's cgroup at `path` on this host's hierarchy.
+fn cgroup_of(id: &str, path: &str) -> Result<Cgroup, Error> {
+    let hierarchy = Hierarchy::detect().map_err(|source| Error::Cgroup {
+        id: id.to_string(),
+        source,
+    })?;
+    Ok(Cgroup::new(hierarchy, path))
 }
 
 fn signal_pidfd(id: &str, pidfd: &OwnedFd, signal: Signal) -> Result<(), Error> {
-    use std::os::fd::AsFd;
     berth_sys::syscall::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|source| Error::Signal {
         id: id.to_string(),
         signal,
